@@ -1,0 +1,34 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED_DATA := $(abspath ../shared/data)
+export FEDUP_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
+
+.PHONY: install test lint bench bench-sim run clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check fedup_flwr simulations tests bench
+	$(VENV)/bin/ruff format --check fedup_flwr simulations tests bench
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) bench/bench_unlearning.py
+
+bench-sim: install
+	$(PY) bench/bench_sim.py
+
+run: install
+	$(PY) -m simulations.run +experiment=main
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""Built-in detectors for FedUP, and a registry to build them by name.
+
+Importing this package registers:
+
+* ``"last_layer_cluster"``: :class:`LastLayerClusterDetector` (after LFighter);
+* ``"cosine_outlier"``: :class:`CosineOutlierDetector` (after FL-Defender and
+  FoolsGold);
+* ``"krum_score"``: :class:`KrumScoreDetector` (after Krum);
+* ``"oracle"``: :class:`fedup_flwr.detector.OracleDetector`.
+
+Examples
+--------
+>>> from fedup_flwr.detectors import available_detectors, get_detector
+>>> available_detectors()
+['cosine_outlier', 'krum_score', 'last_layer_cluster', 'oracle']
+>>> get_detector("cosine_outlier", k=3.0).k
+3.0
+"""
+
+from __future__ import annotations
+
+from fedup_flwr.detectors.base import BaseDetector
+from fedup_flwr.detectors.cosine_outlier import CosineOutlierDetector
+from fedup_flwr.detectors.krum_score import KrumScoreDetector
+from fedup_flwr.detectors.last_layer_cluster import LastLayerClusterDetector
+from fedup_flwr.detectors.registry import (
+    UnknownDetectorError,
+    available_detectors,
+    get_detector,
+    register_detector,
+)
+
+__all__ = [
+    "BaseDetector",
+    "CosineOutlierDetector",
+    "KrumScoreDetector",
+    "LastLayerClusterDetector",
+    "UnknownDetectorError",
+    "available_detectors",
+    "get_detector",
+    "register_detector",
+]

@@ -1,0 +1,374 @@
+"""FedUP strategy tests on real Flower Messages, without a SuperLink."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import make_reply
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.serverapp.strategy import FedAvg
+from flwr.supercore.task_identity import TaskIdentity
+
+from fedup_flwr import FedUP, OracleDetector, prune_count
+
+NODES = [1, 2, 3, 4, 5, 6]
+
+
+@pytest.fixture(autouse=True)
+def _task_identity() -> None:
+    # Flower reads the run id from the process's task identity when it builds
+    # instruction messages; a ServerApp sets it, plain tests must.
+    TaskIdentity.run_id = 1
+    TaskIdentity.node_id = 0
+    TaskIdentity.task_id = 0
+
+
+def global_model() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [
+        rng.normal(size=(4, 5)).astype(np.float32) + 3.0,
+        np.zeros(4, dtype=np.float32),
+    ]
+
+
+def client_model(node: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(node)
+    shift = 2.0 if node in (5, 6) else 0.0  # nodes 5 and 6 "attack"
+    return [
+        a + rng.normal(scale=0.1, size=a.shape).astype(np.float32) + shift
+        for a in global_model()
+    ]
+
+
+class FakeGrid:
+    """An in-process Grid: each node trains by returning client_model(node)."""
+
+    def __init__(self, nodes: Sequence[int] = NODES, reply: Any = None) -> None:
+        self.nodes = list(nodes)
+        self.trained: list[tuple[int, int]] = []  # (round, node)
+        self.evaluated: list[int] = []
+        self.reply = reply or (
+            lambda node, rnd, msg: make_reply(node, client_model(node), 10 * node)
+        )
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self.nodes)
+
+    def send_and_receive(
+        self, messages: Iterable[Message], timeout: float | None = None
+    ) -> list[Message]:
+        out = []
+        for msg in messages:
+            node = msg.metadata.dst_node_id
+            config = msg.content["config"]
+            if msg.metadata.message_type == "train":
+                self.trained.append((int(config["server-round"]), node))
+                out.append(self.reply(node, int(config["server-round"]), msg))
+            else:
+                self.evaluated.append(node)
+                out.append(
+                    make_reply(
+                        node,
+                        None,
+                        10,
+                        message_type="evaluate",
+                        metrics={"num-examples": 10, "acc": 0.5},
+                    )
+                )
+        return out
+
+
+def run_round(
+    strategy: FedUP,
+    rnd: int,
+    grid: FakeGrid | None = None,
+    arrays: ArrayRecord | None = None,
+) -> tuple[Any, Any]:
+    grid = grid or FakeGrid()
+    arrays = arrays or ArrayRecord(global_model())
+    msgs = list(strategy.configure_train(rnd, arrays, ConfigRecord(), grid))
+    replies = grid.send_and_receive(msgs)
+    return strategy.aggregate_train(rnd, replies)
+
+
+def fedavg(nodes: Sequence[int]) -> list[np.ndarray]:
+    w = np.array([10.0 * n for n in nodes])
+    models = [client_model(n) for n in nodes]
+    return [sum(wi * m[i] for wi, m in zip(w, models)) / w.sum() for i in range(2)]
+
+
+def test_no_detector_is_fedavg() -> None:
+    arrays, metrics = run_round(FedUP(), 1)
+    for got, want in zip(arrays.to_numpy_ndarrays(), fedavg(NODES)):
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert metrics["fedup-rejected-replies"] == 0
+
+
+def test_flagged_nodes_excluded_and_model_pruned() -> None:
+    strategy = FedUP(detector=OracleDetector({1: [5, 6]}), pruning_rate=0.25)
+    arrays, metrics = run_round(strategy, 1)
+    got = arrays.to_numpy_ndarrays()
+    benign = fedavg([1, 2, 3, 4])
+    zeros = got[0] == 0
+    assert int(zeros.sum()) == prune_count(0.25, 20)  # 5 of the 4x5 kernel
+    np.testing.assert_allclose(got[0][~zeros], benign[0][~zeros], rtol=1e-5)
+    np.testing.assert_allclose(got[1], benign[1], rtol=1e-5)  # bias not pruned
+    assert metrics["fedup-pruned-weights"] == 5
+    assert metrics["fedup-unlearned-nodes"] == 2
+    (event,) = strategy.events
+    assert event.node_ids == [5, 6] and event.status == "unlearned"
+    assert event.pruned == [5, 0] and event.prunable == [20, 0]
+    # The flagged nodes are never sampled again, for training or evaluation.
+    grid = FakeGrid()
+    run_round(strategy, 2, grid)
+    assert {n for _, n in grid.trained} == {1, 2, 3, 4}
+    list(strategy.configure_evaluate(2, arrays, ConfigRecord(), grid))
+    assert {
+        m.metadata.dst_node_id
+        for m in strategy.configure_evaluate(2, arrays, ConfigRecord(), grid)
+    } == {1, 2, 3, 4}
+
+
+def test_mask_targets_where_groups_disagree() -> None:
+    # Benign and malicious replies disagree only on kernel entry (0, 0).
+    glob = [np.ones((3, 3), np.float32), np.zeros(3, np.float32)]
+
+    def reply(node: int, rnd: int, msg: Message) -> Message:
+        arr = [a.copy() for a in glob]
+        if node == 6:
+            arr[0][0, 0] = 9.0
+        return make_reply(node, arr, 10)
+
+    strategy = FedUP(detector=OracleDetector({1: [6]}), pruning_rate=0.1)
+    arrays, _ = run_round(strategy, 1, FakeGrid(reply=reply), ArrayRecord(glob))
+    kernel = arrays.to_numpy_ndarrays()[0]
+    assert kernel[0, 0] == 0 and int((kernel == 0).sum()) == 1
+
+
+def test_adaptive_rate_follows_similarity() -> None:
+    strategy = FedUP(detector=OracleDetector({1: [6]}))
+    run_round(strategy, 1)
+    (event,) = strategy.events
+    assert event.similarity is not None and event.similarity > 0.99
+    assert event.rate == pytest.approx(
+        0.01 + 0.14 * ((event.similarity - 0.5) / 0.5) ** 5
+    )
+
+
+class EveryRound:
+    """Flags one new node per round (a DoS on unlearning)."""
+
+    def __init__(self, order: Sequence[int]) -> None:
+        self.order = list(order)
+
+    def detect(
+        self, server_round: int, replies: Mapping[int, Any], global_arrays: Any
+    ) -> set[int]:
+        return (
+            {self.order[server_round - 1]} if server_round <= len(self.order) else set()
+        )
+
+
+def test_rate_limit_accumulates_detections() -> None:
+    nodes = list(range(1, 21))
+    strategy = FedUP(
+        detector=EveryRound([1, 2, 3, 4, 5, 6, 7, 8]), rate_limit=3, pruning_rate=0.1
+    )
+    grid = FakeGrid(nodes)
+    for rnd in range(1, 9):
+        run_round(strategy, rnd, grid)
+    rounds = [e.server_round for e in strategy.events if e.status == "unlearned"]
+    assert rounds == [1, 4, 7]
+    assert [e.node_ids for e in strategy.events] == [[1], [2, 3, 4], [5, 6, 7]]
+    # Node 8 stays pending (flagged in round 8, next window is round 10).
+    assert strategy.state_dict()["pending"].keys() == {8}
+    # Flagged nodes left training at once, not at unlearning time.
+    assert all(r <= n for r, n in grid.trained if n <= 8)
+
+
+def test_pending_node_is_unlearned_from_its_stored_arrays() -> None:
+    strategy = FedUP(detector=EveryRound([1, 2]), rate_limit=5, pruning_rate=0.2)
+    grid = FakeGrid(list(range(1, 11)))
+    run_round(strategy, 1, grid)
+    run_round(strategy, 2, grid)  # node 2 flagged, deferred
+    state = strategy.state_dict()
+    np.testing.assert_array_equal(state["pending"][2]["arrays"][0], client_model(2)[0])
+    for rnd in range(3, 7):
+        run_round(strategy, rnd, grid)
+    assert [e.server_round for e in strategy.events] == [1, 6]
+    assert (6, 2) not in grid.trained
+
+
+def test_guard_refuses_half_or_more() -> None:
+    strategy = FedUP(detector=OracleDetector({1: [4, 5, 6]}), pruning_rate=0.1)
+    arrays, metrics = run_round(strategy, 1)
+    (event,) = strategy.events
+    assert event.status == "refused" and event.node_ids == [4, 5, 6]
+    assert strategy.excluded == set() and metrics["fedup-refused"] == 1
+    assert not np.any(arrays.to_numpy_ndarrays()[0] == 0)
+
+
+def test_same_node_flagged_twice_is_unlearned_once() -> None:
+    strategy = FedUP(
+        detector=OracleDetector({1: [6], 2: [6]}), pruning_rate=0.1, rate_limit=1
+    )
+    grid = FakeGrid()
+    run_round(strategy, 1, grid)
+    run_round(strategy, 2, grid)
+    assert [e.node_ids for e in strategy.events] == [[6]]
+
+
+def bad_replies(node: int, rnd: int, msg: Message) -> Message:
+    good = client_model(node)
+    match node:
+        case 1:
+            good[0][0, 0] = np.nan
+            return make_reply(node, good, 10)
+        case 2:
+            return make_reply(node, [good[0][:2], good[1]], 10)
+        case 3:
+            return make_reply(node, [good[0].astype(np.float64), good[1]], 10)
+        case 4:
+            return make_reply(node, [good[0]], 10)
+        case 5:
+            return make_reply(node, error="ClientApp raised ValueError")
+        case 6:
+            return make_reply(node, [good[0] * 1e30, good[1]], 10)
+        case 7:
+            return make_reply(node, good, 0)
+        case 8:
+            return make_reply(node, good, -3)
+        case 9:
+            return make_reply(node, good, 2.5)
+        case 10:
+            return make_reply(node, good, 10**12)
+        case 11:
+            return make_reply(node, good, metrics={"num-examples": 10, "x": 1})
+        case 12:
+            return make_reply(node, good, float("nan"))
+        case 13:
+            rec = RecordDict({"arrays": ArrayRecord(good)})
+            return make_reply(node, record=rec)
+        case 14:
+            good[1][0] = np.inf
+            return make_reply(node, good, 10)
+    return make_reply(node, good, 10 * node)
+
+
+def test_hostile_replies_are_rejected_and_counted(caplog: Any) -> None:
+    nodes = list(range(1, 19))  # 1-14 hostile, 15-18 fine
+    strategy = FedUP()
+    arrays, metrics = run_round(strategy, 1, FakeGrid(nodes, bad_replies))
+    assert metrics["fedup-rejected-replies"] == 14
+    for got, want in zip(arrays.to_numpy_ndarrays(), fedavg([15, 16, 17, 18])):
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert "node 1 rejected" in caplog.text or "node 1 " in caplog.text
+
+
+def test_all_replies_rejected_keeps_previous_model() -> None:
+    strategy = FedUP()
+    grid = FakeGrid([1, 2], bad_replies)
+    arrays, metrics = run_round(strategy, 1, grid)
+    assert arrays is None and metrics["fedup-rejected-replies"] == 2
+
+
+class Raising:
+    def detect(self, *args: Any) -> set[int]:
+        raise RuntimeError("detector bug")
+
+
+class Returning:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def detect(self, *args: Any) -> Any:
+        return self.value
+
+
+@pytest.mark.parametrize(
+    "detector",
+    [Raising(), Returning([5]), Returning({99}), Returning({"5"}), Returning(None)],
+)
+def test_faulty_detector_means_no_detection(detector: Any) -> None:
+    strategy = FedUP(detector=detector, pruning_rate=0.1)
+    arrays, metrics = run_round(strategy, 1)
+    assert metrics["fedup-detector-errors"] == 1
+    assert strategy.excluded == set() and strategy.events == []
+    for got, want in zip(arrays.to_numpy_ndarrays(), fedavg(NODES)):
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_detector_scores_reach_metrics() -> None:
+    strategy = FedUP(detector=OracleDetector({1: [6]}), pruning_rate=0.1)
+    _, metrics = run_round(strategy, 1)
+    assert metrics["fedup-score-6"] == 1.0 and metrics["fedup-score-1"] == 0.0
+
+
+def test_state_dict_round_trip_resumes_identically() -> None:
+    def fresh() -> FedUP:
+        return FedUP(detector=EveryRound([1, 2, 3]), rate_limit=4, pruning_rate=0.2)
+
+    nodes = list(range(1, 11))
+    a = fresh()
+    for rnd in (1, 2):
+        run_round(a, rnd, FakeGrid(nodes))
+    b = fresh()
+    b.load_state_dict(a.state_dict())
+    results = []
+    for s in (a, b):
+        random.seed(0)  # FedAvg samples with `random`; same order, same sums
+        out = [run_round(s, rnd, FakeGrid(nodes))[0] for rnd in range(3, 7)]
+        results.append([r.to_numpy_ndarrays() for r in out])
+    for ra, rb in zip(*results):
+        for x, y in zip(ra, rb):
+            np.testing.assert_array_equal(x, y)
+    assert a.excluded == b.excluded == {1, 2, 3}
+    assert [(e.server_round, e.node_ids, e.pruned) for e in a.events] == [
+        (e.server_round, e.node_ids, e.pruned) for e in b.events
+    ]
+
+
+def test_start_runs_extra_recovery_rounds() -> None:
+    strategy = FedUP(
+        detector=OracleDetector({3: [6]}), pruning_rate=0.1, recovery_rounds=3
+    )
+    grid = FakeGrid()
+    seen: list[int] = []
+
+    def evaluate(rnd: int, arrays: ArrayRecord) -> None:
+        seen.append(rnd)
+
+    result = strategy.start(
+        grid, ArrayRecord(global_model()), num_rounds=4, evaluate_fn=evaluate
+    )
+    assert max(r for r, _ in grid.trained) == 6
+    assert sorted(result.train_metrics_clientapp) == [1, 2, 3, 4, 5, 6]
+    assert seen == [0, 1, 2, 3, 4, 5, 6]
+    assert all(n != 6 for r, n in grid.trained if r > 3)
+
+
+def test_constructor_validation() -> None:
+    with pytest.raises(ValueError, match="pruning_rate"):
+        FedUP(pruning_rate=1.5)
+    with pytest.raises(ValueError, match="rate_limit"):
+        FedUP(rate_limit=0)
+    with pytest.raises(ValueError, match="recovery_rounds"):
+        FedUP(recovery_rounds=-1)
+    with pytest.raises(TypeError, match="detect"):
+        FedUP(detector=object())  # type: ignore[arg-type]
+
+
+def test_wraps_inner_strategy_settings() -> None:
+    inner = FedAvg(fraction_train=0.5, min_available_nodes=2)
+    strategy = FedUP(strategy=inner)
+    msgs = list(
+        strategy.configure_train(
+            1, ArrayRecord(global_model()), ConfigRecord(), FakeGrid()
+        )
+    )
+    assert len(msgs) == 3 and strategy.strategy is inner
