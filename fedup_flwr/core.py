@@ -80,6 +80,62 @@ def _check_weights(
     return w
 
 
+def _group_weights(
+    models: Sequence[Model],
+    weights: Sequence[float] | None,
+    reference: Model,
+    what: str,
+) -> NDArray[np.float64]:
+    """Validate a group of models and return its normalised weights."""
+    if len(models) == 0:
+        raise ValueError(f"{what} is empty; at least one model is needed")
+    for k, model in enumerate(models):
+        _check_same_layout(reference, model, f"{what}[{k}]")
+    w = _check_weights(weights, len(models), f"weights of {what}")
+    return w / w.sum()
+
+
+def _block_mean(
+    flats: list[NDArray[Any]],
+    w: NDArray[np.float64],
+    start: int,
+    out: NDArray[np.floating],
+    tmp: NDArray[np.floating],
+) -> None:
+    """``out = sum_k w_k * flats[k][start:start + len(out)]``.
+
+    Called on cache-sized blocks so that the weighted add's temporary never
+    leaves the CPU cache; with equal weights the plain sum is scaled once.
+    """
+    stop = start + out.size
+    uniform = bool(np.all(w == w[0]))
+    out[...] = 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for flat, wk in zip(flats, w):
+            if uniform:
+                out += flat[start:stop]
+            else:
+                np.multiply(flat[start:stop], wk, out=tmp[: out.size])
+                out += tmp[: out.size]
+        if uniform:
+            out *= w[0]
+
+
+def _raise_non_finite(models: Sequence[Model], i: int, what: str) -> None:
+    # NaN and Inf propagate through sums, so a non-finite block sum is checked
+    # once and the culprit looked up only then.
+    for k, model in enumerate(models):
+        _check_finite([model[i]], f"{what}[{k}]")
+    raise ValueError(
+        f"{what}: averaging array {i} overflowed to Inf; the values are too large "
+        "for their dtype"
+    )
+
+
+def _float_dtype(arr: Any) -> np.dtype[Any]:
+    return np.result_type(np.asarray(arr).dtype, np.float32)
+
+
 def weighted_average(
     models: Sequence[Model],
     weights: Sequence[float] | None = None,
@@ -114,55 +170,64 @@ def weighted_average(
     if len(models) == 0:
         raise ValueError(f"{what} is empty; at least one model is needed")
     ref = models[0] if reference is None else reference
-    for k, model in enumerate(models):
-        _check_same_layout(ref, model, f"{what}[{k}]")
-    w = _check_weights(weights, len(models), f"weights of {what}")
-    w = w / w.sum()
-    uniform = bool(np.all(w == w[0]))
+    w = _group_weights(models, weights, ref, what)
     averages: list[NDArray[np.floating]] = []
     for i in range(len(ref)):
-        dtype = np.result_type(np.asarray(models[0][i]).dtype, np.float32)
-        acc = np.zeros(int(np.size(ref[i])), dtype=dtype)
-        tmp = np.empty(min(_BLOCK, acc.size), dtype=dtype)
         flats = [np.asarray(model[i]).reshape(-1) for model in models]
-        with np.errstate(over="ignore", invalid="ignore"):
-            _accumulate(acc, tmp, flats, w, uniform)
-        if uniform:
-            acc *= w[0]
-        # NaN and Inf propagate through sums, so one check of the result finds
-        # any non-finite input without a second pass over every model.
-        if not np.all(np.isfinite(acc)):
-            for k, model in enumerate(models):
-                _check_finite([model[i]], f"{what}[{k}]")
-            raise ValueError(
-                f"{what}: averaging array {i} overflowed to Inf; the values are "
-                "too large for their dtype"
-            )
+        acc = np.empty(flats[0].size, dtype=_float_dtype(flats[0]))
+        tmp = np.empty(min(_BLOCK, acc.size), dtype=acc.dtype)
+        for start in range(0, acc.size, _BLOCK):
+            block = acc[start : start + _BLOCK]
+            _block_mean(flats, w, start, block, tmp)
+            if not np.all(np.isfinite(block)):
+                _raise_non_finite(models, i, what)
         averages.append(acc.reshape(np.shape(ref[i])))
     return averages
 
 
-def _accumulate(
-    acc: NDArray[np.floating],
-    tmp: NDArray[np.floating],
-    flats: list[NDArray[Any]],
-    w: NDArray[np.float64],
-    uniform: bool,
-) -> None:
-    """``acc += sum_k w_k * flats[k]``, block by block.
+def _top_k_mask(score: NDArray[np.floating], k: int) -> NDArray[np.bool_]:
+    """Boolean mask of the ``k`` largest entries of a flat score (ties: first)."""
+    n = score.size
+    threshold = np.partition(score, n - k)[n - k]
+    mask = score > threshold
+    need = k - int(np.count_nonzero(mask))
+    if need > 0:
+        mask[np.flatnonzero(score == threshold)[:need]] = True
+    return mask
 
-    With uniform weights the plain sum is taken; the caller scales it once.
+
+def _score_array(
+    i: int,
+    benign: tuple[Sequence[Model], NDArray[np.float64]],
+    malicious: tuple[Sequence[Model], NDArray[np.float64]],
+    glob: NDArray[Any],
+) -> NDArray[np.floating]:
+    """``(avg_malicious - avg_benign)**2 * |glob|`` for array ``i``, block by block.
+
+    Only block-sized buffers hold the averages; the full-size result is the
+    score itself.
     """
-    for start in range(0, acc.size, _BLOCK):
-        stop = min(start + _BLOCK, acc.size)
-        part = acc[start:stop]
-        t = tmp[: stop - start]
-        for flat, wk in zip(flats, w):
-            if uniform:
-                part += flat[start:stop]
-            else:
-                np.multiply(flat[start:stop], wk, out=t)
-                part += t
+    ben_flats = [np.asarray(m[i]).reshape(-1) for m in benign[0]]
+    mal_flats = [np.asarray(m[i]).reshape(-1) for m in malicious[0]]
+    g = np.asarray(glob).reshape(-1)
+    dtype = np.result_type(_float_dtype(ben_flats[0]), _float_dtype(g))
+    score = np.empty(g.size, dtype=dtype)
+    size = min(_BLOCK, g.size)
+    ben, mal, tmp = (np.empty(size, dtype=dtype) for _ in range(3))
+    for start in range(0, g.size, _BLOCK):
+        s = score[start : start + _BLOCK]
+        n = s.size
+        _block_mean(ben_flats, benign[1], start, ben[:n], tmp)
+        _block_mean(mal_flats, malicious[1], start, mal[:n], tmp)
+        if not np.all(np.isfinite(ben[:n])):
+            _raise_non_finite(benign[0], i, "benign_models")
+        if not np.all(np.isfinite(mal[:n])):
+            _raise_non_finite(malicious[0], i, "malicious_models")
+        np.subtract(mal[:n], ben[:n], out=s)
+        np.square(s, out=s)
+        np.abs(g[start : start + n], out=tmp[:n])
+        s *= tmp[:n]
+    return score
 
 
 def prune_count(rate: float, size: int) -> int:
@@ -232,32 +297,52 @@ def unlearning_mask(
             raise ValueError(
                 f"prunable has {len(flags)} flags for {len(global_model)} arrays"
             )
-    avg_benign = weighted_average(
-        benign_models, benign_weights, reference=global_model, what="benign_models"
+    benign = (
+        benign_models,
+        _group_weights(benign_models, benign_weights, global_model, "benign_models"),
     )
-    avg_malicious = weighted_average(
+    malicious = (
         malicious_models,
-        malicious_weights,
-        reference=global_model,
-        what="malicious_models",
+        _group_weights(
+            malicious_models, malicious_weights, global_model, "malicious_models"
+        ),
     )
     masks: Mask = []
-    for ben, mal, glob, flag in zip(avg_benign, avg_malicious, global_model, flags):
-        mask = np.zeros(np.shape(glob), dtype=bool)
-        k = prune_count(rate, mask.size) if flag else 0
-        if k >= mask.size:
-            mask[...] = flag
-        elif k > 0:
-            # Reuse the malicious average as the score buffer: no extra copy.
-            score = mal
-            score -= ben
-            np.square(score, out=score)
-            score *= np.abs(glob)
-            flat_score = score.reshape(-1)
-            top = np.argpartition(flat_score, mask.size - k)[mask.size - k :]
-            mask.reshape(-1)[top] = True
-        masks.append(mask)
+    unranked: list[int] = []
+    for i, (glob, flag) in enumerate(zip(global_model, flags)):
+        size = int(np.size(glob))
+        k = prune_count(rate, size) if flag else 0
+        if 0 < k < size:
+            mask = _top_k_mask(_score_array(i, benign, malicious, glob), k)
+        else:
+            unranked.append(i)
+            mask = np.full(size, k == size and size > 0, dtype=bool)
+        masks.append(mask.reshape(np.shape(glob)))
+    # Arrays that were not ranked still must not hold NaN/Inf.
+    _check_group_finite(benign_models, unranked, "benign_models")
+    _check_group_finite(malicious_models, unranked, "malicious_models")
     return masks
+
+
+def _check_group_finite(models: Sequence[Model], indices: list[int], what: str) -> None:
+    """Check arrays ``indices`` of every model with one sum per group.
+
+    Biases and norm parameters are many small arrays: one concatenation per
+    model avoids a Python call per array and model.
+    """
+    if not indices:
+        return
+    total: NDArray[np.float64] | None = None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for model in models:
+            flat = np.concatenate(
+                [np.asarray(model[i], dtype=np.float64).reshape(-1) for i in indices]
+            )
+            total = flat if total is None else total + flat
+    if total is not None and not np.all(np.isfinite(total)):
+        for i in indices:
+            for j, model in enumerate(models):
+                _check_finite([model[i]], f"{what}[{j}]")
 
 
 def apply_mask(
@@ -294,8 +379,19 @@ def apply_mask(
             )
         if m.dtype != np.bool_:
             raise ValueError(f"mask array {i} has dtype {m.dtype}; masks must be bool")
-        out.append(np.where(m, np.zeros((), dtype=arr.dtype), arr))
+        out.append(_zero_where(arr, m))
     return out
+
+
+def _zero_where(arr: NDArray[Any], mask: NDArray[np.bool_]) -> NDArray[Any]:
+    if arr.dtype.kind in "fiu" and (arr.dtype.kind != "f" or np.isfinite(arr).all()):
+        # Multiplying by the kept flags is branch-free, several times faster than
+        # np.where on a scattered mask; adding 0 turns -0.0 into 0.0.
+        out = np.multiply(arr, ~mask, dtype=arr.dtype)
+        if arr.dtype.kind == "f":
+            out += 0
+        return out
+    return np.where(mask, np.zeros((), dtype=arr.dtype), arr)
 
 
 def pruning_rate(
