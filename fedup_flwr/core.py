@@ -92,7 +92,8 @@ def _group_weights(
     for k, model in enumerate(models):
         _check_same_layout(reference, model, f"{what}[{k}]")
     w = _check_weights(weights, len(models), f"weights of {what}")
-    return w / w.sum()
+    normalised: NDArray[np.float64] = w / w.sum()
+    return normalised
 
 
 def _block_mean(
@@ -189,7 +190,7 @@ def _top_k_mask(score: NDArray[np.floating], k: int) -> NDArray[np.bool_]:
     """Boolean mask of the ``k`` largest entries of a flat score (ties: first)."""
     n = score.size
     threshold = np.partition(score, n - k)[n - k]
-    mask = score > threshold
+    mask: NDArray[np.bool_] = score > threshold
     need = k - int(np.count_nonzero(mask))
     if need > 0:
         mask[np.flatnonzero(score == threshold)[:need]] = True
@@ -387,7 +388,7 @@ def _zero_where(arr: NDArray[Any], mask: NDArray[np.bool_]) -> NDArray[Any]:
     if arr.dtype.kind in "fiu" and (arr.dtype.kind != "f" or np.isfinite(arr).all()):
         # Multiplying by the kept flags is branch-free, several times faster than
         # np.where on a scattered mask; adding 0 turns -0.0 into 0.0.
-        out = np.multiply(arr, ~mask, dtype=arr.dtype)
+        out: NDArray[Any] = np.multiply(arr, ~mask, dtype=arr.dtype)
         if arr.dtype.kind == "f":
             out += 0
         return out

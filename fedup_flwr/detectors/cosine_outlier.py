@@ -55,6 +55,13 @@ class CosineOutlierDetector(BaseDetector):
     Identical nodes share one score, so they are never flagged. Rounds with
     too few replies are not accumulated.
 
+    The threshold is relative to the round's spread, so with only honest
+    nodes the tail beyond ``k`` scaled MADs is still flagged now and then
+    (for normal noise about 2% of nodes per round at ``k = 2``, more with few
+    nodes, whose MAD is itself noisy). Raise ``k``, or ``atol`` (an absolute
+    least distance in cosine units), where false positives are costly, as
+    they are in FedUP, which unlearns every flagged node.
+
     Parameters
     ----------
     k : float (default: 2.0)
