@@ -388,7 +388,7 @@ def _zero_where(arr: NDArray[Any], mask: NDArray[np.bool_]) -> NDArray[Any]:
     if arr.dtype.kind in "fiu" and (arr.dtype.kind != "f" or np.isfinite(arr).all()):
         # Multiplying by the kept flags is branch-free, several times faster than
         # np.where on a scattered mask; adding 0 turns -0.0 into 0.0.
-        out: NDArray[Any] = np.multiply(arr, ~mask, dtype=arr.dtype)
+        out: NDArray[Any] = np.asarray(np.multiply(arr, ~mask, dtype=arr.dtype))
         if arr.dtype.kind == "f":
             out += 0
         return out

@@ -131,6 +131,9 @@ class FedUP(Strategy):
         Replies with any array value larger in magnitude are rejected.
     max_examples : int (default: 10**9)
         Replies claiming more examples are rejected.
+    first_round : int (default: 1)
+        Number of the first round ``start`` runs, for a run that continues an
+        earlier one (the detector, events and rate limit see these numbers).
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class FedUP(Strategy):
         *,
         max_abs: float | None = 1e8,
         max_examples: int = 10**9,
+        first_round: int = 1,
     ) -> None:
         if pruning_rate is not None and not 0.0 <= pruning_rate <= 1.0:
             raise ValueError(
@@ -161,6 +165,8 @@ class FedUP(Strategy):
             raise ValueError(f"need 0 <= p_min <= p_max <= 1, got {p_min}, {p_max}")
         if not gamma > 0:
             raise ValueError(f"gamma must be positive, got {gamma}")
+        if int(first_round) != first_round or first_round < 1:
+            raise ValueError(f"first_round must be an integer >= 1, got {first_round!r}")
         if detector is not None and not callable(getattr(detector, "detect", None)):
             raise TypeError(
                 f"detector {detector!r} has no detect(server_round, replies, "
@@ -183,7 +189,7 @@ class FedUP(Strategy):
         self._seen: set[int] = set()
         self._last_unlearning: int | None = None
         self._recovery_until = 0
-        self._round_offset = 0
+        self._round_offset = int(first_round) - 1
         self._round_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ keys
@@ -410,9 +416,10 @@ class FedUP(Strategy):
             )
             return None, None
         try:
-            return self.strategy.aggregate_train(
+            arrays, metrics = self.strategy.aggregate_train(
                 server_round, [r.message for r in benign] + failed
             )
+            return self._keep_dtypes(arrays), metrics
         except Exception as err:  # keep the previous model rather than crash
             log(
                 ERROR,
@@ -422,6 +429,25 @@ class FedUP(Strategy):
                 err,
             )
             return None, None
+
+    def _keep_dtypes(self, arrays: ArrayRecord | None) -> ArrayRecord | None:
+        """Cast the aggregate back to the dtypes of the arrays sent.
+
+        FedAvg averages integer buffers (BatchNorm's ``num_batches_tracked``)
+        into float64; clients reply in the model's dtype, so the next round's
+        replies would no longer match the global model.
+        """
+        if arrays is None or len(arrays) != len(self._global_arrays):
+            return arrays
+        values = arrays.to_numpy_ndarrays()
+        if all(v.dtype == g.dtype for v, g in zip(values, self._global_arrays)):
+            return arrays
+        cast_values = [
+            v if v.dtype == g.dtype
+            else np.asarray(np.rint(v) if g.dtype.kind in "iub" else v).astype(g.dtype)
+            for v, g in zip(values, self._global_arrays)
+        ]
+        return ArrayRecord({k: Array(v) for k, v in zip(arrays.keys(), cast_values)})
 
     def _unlearning_due(self, server_round: int) -> bool:
         if not self._pending:
@@ -506,6 +532,25 @@ class FedUP(Strategy):
         )
         return result
 
+    @property
+    def next_round(self) -> int:
+        """Number the next round ``start`` runs will have."""
+        return self._round_offset + 1
+
+    @next_round.setter
+    def next_round(self, value: int) -> None:
+        if int(value) != value or value < 1:
+            raise ValueError(f"next_round must be an integer >= 1, got {value!r}")
+        self._round_offset = int(value) - 1
+
+    def exclude(self, node_ids: Iterable[int]) -> None:
+        """Exclude nodes from training and evaluation without unlearning them.
+
+        For operators who ban nodes by hand, and for baselines that train
+        without some nodes from the start.
+        """
+        self.excluded.update(int(n) for n in node_ids)
+
     # --------------------------------------------------------------- state
     def state_nbytes(self) -> int:
         """Bytes of arrays FedUP holds (last replies, pending flags, global)."""
@@ -572,16 +617,19 @@ class FedUP(Strategy):
         always run: when ``num_rounds`` ends sooner, the loop is started again
         from the last global model for the missing rounds, numbered on.
         """
-        result = super().start(
+        offset = self._round_offset
+        result = Result(arrays=initial_arrays)
+        more = super().start(
             grid,
             initial_arrays,
             num_rounds,
             timeout,
             train_config,
             evaluate_config,
-            evaluate_fn,
+            evaluate_fn if offset == 0 else _shifted(evaluate_fn, offset),
         )
-        done = self._round_offset + num_rounds
+        _merge_results(result, more, offset, keep_round_zero=offset == 0)
+        done = offset + num_rounds
         while self._recovery_until > done:
             extra = self._recovery_until - done
             log(
@@ -605,6 +653,7 @@ class FedUP(Strategy):
             )
             _merge_results(result, more, done)
             done += extra
+        self._round_offset = done
         return result
 
 
@@ -620,7 +669,9 @@ def _shifted(evaluate_fn: EvaluateFn | None, offset: int) -> EvaluateFn | None:
     return shifted
 
 
-def _merge_results(result: Result, more: Result, offset: int) -> None:
+def _merge_results(
+    result: Result, more: Result, offset: int, *, keep_round_zero: bool = False
+) -> None:
     if len(more.arrays) > 0:
         result.arrays = more.arrays
     for name in (
@@ -630,5 +681,5 @@ def _merge_results(result: Result, more: Result, offset: int) -> None:
     ):
         target = getattr(result, name)
         for rnd, record in getattr(more, name).items():
-            if rnd > 0:
+            if rnd > 0 or keep_round_zero:
                 target[rnd + offset] = record

@@ -262,3 +262,9 @@ def test_weighted_average_blocks_match_numpy() -> None:
     got = weighted_average(models, w)[0]
     want = sum(wi * m[0].astype(np.float64) for wi, m in zip(w, models)) / 8
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_apply_mask_keeps_zero_dim_arrays() -> None:
+    out = apply_mask([np.array(5, np.int64), np.array(2.0)], [np.array(False), np.array(True)])
+    assert isinstance(out[0], np.ndarray) and out[0].shape == () and int(out[0]) == 5
+    assert isinstance(out[1], np.ndarray) and float(out[1]) == 0.0

@@ -372,3 +372,35 @@ def test_wraps_inner_strategy_settings() -> None:
         )
     )
     assert len(msgs) == 3 and strategy.strategy is inner
+
+
+def test_first_round_numbers_a_continued_run() -> None:
+    strategy = FedUP(detector=OracleDetector({12: [6]}), pruning_rate=0.1,
+                     recovery_rounds=0, first_round=11)
+    grid = FakeGrid()
+    seen: list[int] = []
+    result = strategy.start(grid, ArrayRecord(global_model()), num_rounds=3,
+                            evaluate_fn=lambda r, a: seen.append(r))
+    assert sorted({r for r, _ in grid.trained}) == [11, 12, 13]
+    assert sorted(result.train_metrics_clientapp) == [11, 12, 13]
+    assert seen == [11, 12, 13]  # the initial model (after round 10) is not re-evaluated
+    assert [e.server_round for e in strategy.events] == [12]
+    assert strategy.next_round == 14
+    strategy.start(grid, result.arrays, num_rounds=1)
+    assert max(r for r, _ in grid.trained) == 14
+
+
+def test_integer_buffers_keep_their_dtype() -> None:
+    # FedAvg averages int64 buffers (BatchNorm's num_batches_tracked) to float64;
+    # FedUP casts back so that the next round's replies still match.
+    glob = [np.ones((2, 2), np.float32), np.array(7, dtype=np.int64)]
+
+    def reply(node: int, rnd: int, msg: Message) -> Message:
+        return make_reply(node, [glob[0] * node, np.array(7 + node, np.int64)], 10)
+
+    strategy = FedUP()
+    arrays, _ = run_round(strategy, 1, FakeGrid(reply=reply), ArrayRecord(glob))
+    out = arrays.to_numpy_ndarrays()
+    assert out[1].dtype == np.int64 and int(out[1]) == 10  # rint(mean(8..13) = 10.5)
+    _, metrics = run_round(strategy, 2, FakeGrid(reply=reply), arrays)
+    assert metrics["fedup-rejected-replies"] == 0

@@ -1,0 +1,300 @@
+"""Per-round records and the outputs of one run: rounds.csv, results.json, curves.png.
+
+Definitions used everywhere (also in ``docs/results.md``):
+
+- *before*: the global model after round T (the last training round) with
+  every client; *after*: the model once recovered.
+- ``recovery_rounds`` (R_rec): rounds after the unlearning round T until test
+  accuracy is back within ``tolerance`` of *before* (0: at once); null when
+  ``max_recovery`` rounds were not enough.
+- ``rounds_from_scratch`` (R*): rounds a retrain from scratch with the benign
+  clients needs to reach *before*'s test accuracy within ``tolerance``; null
+  when ``max_retrain`` rounds were not enough.
+- ``mal_rounds_to_baseline``: rounds after T until malicious accuracy is within
+  2 points of baseline B's.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from simulations.scenario import Scenario
+
+FIELDS = ["phase", "method", "round", "test_acc", "mal_acc", "attack_success", "seconds"]
+
+
+class RoundLog:
+    """Rows of per-round metrics, appended to a CSV file as they come."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as fh:
+            csv.DictWriter(fh, FIELDS).writeheader()
+
+    def add(
+        self,
+        phase: str,
+        method: str,
+        server_round: int,
+        *,
+        test_acc: float,
+        mal_acc: float,
+        attack_success: float,
+        seconds: float,
+    ) -> None:
+        row = {
+            "phase": phase,
+            "method": method,
+            "round": int(server_round),
+            "test_acc": round(float(test_acc), 6),
+            "mal_acc": round(float(mal_acc), 6),
+            "attack_success": round(float(attack_success), 6),
+            "seconds": round(float(seconds), 3),
+        }
+        if phase != "init" and server_round == 0:
+            return  # Flower evaluates the starting model again; keep one row
+        self.rows.append(row)
+        with self.path.open("a", newline="") as fh:
+            csv.DictWriter(fh, FIELDS).writerow(row)
+        print(
+            f"[{phase:>7} {method:>8}] round {server_round:3d}  "
+            f"test {row['test_acc']:.4f}  malicious {row['mal_acc']:.4f}  "
+            f"{row['seconds']:.1f}s",
+            flush=True,
+        )
+
+    def add_initial(self, metrics: dict[str, float]) -> None:
+        self.add("init", "all", 0, seconds=0.0, **metrics)
+
+    def last(self, phase: str, method: str) -> dict[str, Any]:
+        for row in reversed(self.rows):
+            if row["phase"] == phase and row["method"] == method:
+                return row
+        raise KeyError(f"no row for phase {phase!r}, method {method!r}")
+
+    def select(self, phase: str, method: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["phase"] == phase and r["method"] == method]
+
+
+def _first(rows: list[dict[str, Any]], test: Any) -> int | None:
+    for i, row in enumerate(rows):
+        if test(row):
+            return i
+    return None
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _hardware() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {gpu}"
+
+
+def method_results(
+    rows: list[dict[str, Any]],
+    before: dict[str, Any],
+    baseline: dict[str, Any] | None,
+    tolerance: float,
+    events: list[Any],
+) -> dict[str, Any]:
+    """Summarise one method's rows (round T first, then recovery rounds)."""
+    target = before["test_acc"] - tolerance
+    r_rec = _first(rows, lambda r: r["test_acc"] >= target)
+    at = rows[r_rec] if r_rec is not None else rows[-1]
+    out: dict[str, Any] = {
+        "test_acc_after_unlearning": rows[0]["test_acc"],
+        "mal_acc_after_unlearning": rows[0]["mal_acc"],
+        "test_acc_after": at["test_acc"],
+        "mal_acc_after": at["mal_acc"],
+        "recovery_rounds": r_rec,
+        "rounds_run": len(rows) - 1,
+        "test_acc_curve": [r["test_acc"] for r in rows],
+        "mal_acc_curve": [r["mal_acc"] for r in rows],
+        "mal_rounds_to_baseline": None,
+        "pruning_rate": None,
+        "storage_mb": 0.0,
+        "unlearn_seconds": 0.0,
+        "similarity": None,
+    }
+    if baseline is not None:
+        out["mal_rounds_to_baseline"] = _first(
+            rows, lambda r: r["mal_acc"] <= baseline["mal_acc"] + 0.02
+        )
+    if events:
+        event = events[0]
+        out["pruning_rate"] = event.rate
+        out["storage_mb"] = event.state_bytes / 2**20
+        out["unlearn_seconds"] = event.seconds
+        out["similarity"] = event.similarity
+    return out
+
+
+def finish_run(
+    scenario: Scenario,
+    out_dir: Path,
+    log: RoundLog,
+    events: dict[str, list[Any]],
+    *,
+    unlearning_round: int,
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """Write results.json and curves.png, print the table; return the results."""
+    cfg = scenario.cfg
+    before = log.last("train", "all")
+    retrain_rows = log.select("retrain", "retrain")
+    target = before["test_acc"] - float(cfg.tolerance)
+    r_star_idx = _first(retrain_rows, lambda r: r["test_acc"] >= target)
+    baseline = None
+    if retrain_rows:
+        baseline = retrain_rows[r_star_idx if r_star_idx is not None else -1]
+    r_star = None if r_star_idx is None else r_star_idx + 1
+    methods = {
+        m: method_results(
+            log.select("unlearn", m), before, baseline, float(cfg.tolerance), events[m]
+        )
+        for m in scenario.methods
+    }
+    main = methods[scenario.methods[0]]
+    rate = main["pruning_rate"]
+    bound = None
+    if r_star is not None and rate is not None:
+        from fedup_flwr import recovery_rounds_bound
+
+        bound = recovery_rounds_bound(r_star, rate)
+    results: dict[str, Any] = {
+        "name": str(cfg.name),
+        "dataset": str(cfg.dataset.name),
+        "model": str(cfg.model.name),
+        "partition": str(cfg.partition.name),
+        "alpha": cfg.partition.get("alpha"),
+        "attack": str(cfg.attack.name),
+        "num_clients": scenario.num_clients,
+        "num_malicious": int(cfg.num_malicious),
+        "method": scenario.methods[0],
+        "pruning_rate": rate,
+        "test_acc_before": before["test_acc"],
+        "mal_acc_before": before["mal_acc"],
+        "test_acc_after": main["test_acc_after"],
+        "mal_acc_after": main["mal_acc_after"],
+        "baseline_test_acc": None if baseline is None else baseline["test_acc"],
+        "baseline_mal_acc": None if baseline is None else baseline["mal_acc"],
+        "recovery_rounds": main["recovery_rounds"],
+        "rounds_from_scratch": r_star,
+        "recovery_bound": bound,
+        "storage_mb": main["storage_mb"],
+        "unlearn_seconds": main["unlearn_seconds"],
+        "seed": int(cfg.seed),
+        "unlearning_round": unlearning_round,
+        "tolerance": float(cfg.tolerance),
+        "fraction": float(cfg.fraction),
+        "local_epochs": int(cfg.train.local_epochs),
+        "methods": methods,
+        "wall_seconds": round(wall_seconds, 1),
+        "commit": _git_commit(),
+        "hardware": _hardware(),
+    }
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot_curves(log, results, out_dir / "curves.png")
+    print(format_table(results, log))
+    return results
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:5.1f}"
+
+
+def format_table(results: dict[str, Any], log: RoundLog) -> str:
+    """The end-of-run table: before, each method per round, baseline B."""
+    lines = [
+        f"{'model':<28}{'round':>6}{'test acc %':>12}{'malicious %':>13}",
+        "-" * 59,
+    ]
+    t = results["unlearning_round"]
+    lines.append(
+        f"{'before unlearning':<28}{t:>6}{_pct(results['test_acc_before']):>12}"
+        f"{_pct(results['mal_acc_before']):>13}"
+    )
+    for method, res in results["methods"].items():
+        for k, (test, mal) in enumerate(
+            zip(res["test_acc_curve"], res["mal_acc_curve"])
+        ):
+            label = f"{method}: " + ("unlearned" if k == 0 else f"recovery {k}")
+            lines.append(f"{label:<28}{t + k:>6}{_pct(test):>12}{_pct(mal):>13}")
+    if results["baseline_test_acc"] is not None:
+        rounds = results["rounds_from_scratch"]
+        label = f"B: retrain ({'not reached' if rounds is None else rounds} rounds)"
+        lines.append(
+            f"{label:<28}{'':>6}{_pct(results['baseline_test_acc']):>12}"
+            f"{_pct(results['baseline_mal_acc']):>13}"
+        )
+    lines.append("-" * 59)
+    for method, res in results["methods"].items():
+        rate = res["pruning_rate"]
+        lines.append(
+            f"{method}: R_rec = {res['recovery_rounds']}"
+            + ("" if rate is None else f", P = {rate:.3f}")
+        )
+    lines.append(
+        f"R* = {results['rounds_from_scratch']}, bound ceil(R* x P) = "
+        f"{results['recovery_bound']}"
+    )
+    return "\n".join(lines)
+
+
+def plot_curves(log: RoundLog, results: dict[str, Any], path: Path) -> None:
+    """Test and malicious accuracy per round; B as lines; round T marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    train = log.select("init", "all") + log.select("train", "all")
+    t = results["unlearning_round"]
+    for ax, key, title in (
+        (axes[0], "test_acc", "test accuracy"),
+        (axes[1], "mal_acc", "malicious accuracy"),
+    ):
+        ax.plot([r["round"] for r in train], [r[key] for r in train], "k-",
+                label="training (all clients)")
+        for method in results["methods"]:
+            rows = log.select("unlearn", method)
+            ax.plot([t - 1] + [r["round"] for r in rows],
+                    [train[-2][key] if len(train) > 1 else math.nan]
+                    + [r[key] for r in rows], marker=".", label=method)
+        base = results[f"baseline_{key}"]
+        if base is not None:
+            ax.axhline(base, color="grey", linestyle="--",
+                       label=f"B (retrain, R*={results['rounds_from_scratch']})")
+        ax.axvline(t, color="red", linestyle=":", label=f"unlearning (round {t})")
+        ax.set_title(title)
+        ax.set_xlabel("round")
+        ax.set_ylim(-0.02, 1.02)
+    axes[1].legend(loc="best", fontsize=8)
+    fig.suptitle(results["name"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,131 @@
+"""What one scenario is, read from the Hydra config: roles, attack, methods.
+
+Both entry points (``python -m simulations.run`` and ``flwr run .``) build a
+:class:`Scenario` from the same composed Hydra config, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from simulations.attacks import DEFAULT_FLIP, Backdoor, LabelFlip
+from simulations.data import get_spec
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+METHODS = ("fedup", "natural", "none")
+
+
+def compose(overrides: str | list[str] = "") -> DictConfig:
+    """Compose ``conf/config.yaml`` with Hydra overrides (for ``flwr run``).
+
+    Parameters
+    ----------
+    overrides : str | list[str]
+        Hydra overrides, e.g. ``"+experiment=smoke seed=1"``.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    items = shlex.split(overrides) if isinstance(overrides, str) else list(overrides)
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=items)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated view of the config used by the server and client apps."""
+
+    cfg: DictConfig
+
+    def __post_init__(self) -> None:
+        cfg = self.cfg
+        get_spec(cfg.dataset.name)  # raises on an unknown dataset
+        if cfg.num_clients < 2:
+            raise ValueError(f"num_clients must be >= 2, got {cfg.num_clients}")
+        if not 0 <= cfg.num_malicious < cfg.num_clients:
+            raise ValueError(
+                f"num_malicious must be in [0, num_clients), got {cfg.num_malicious}"
+            )
+        if cfg.rounds.train < 1:
+            raise ValueError(f"rounds.train must be >= 1, got {cfg.rounds.train}")
+        for method in self.methods:
+            if method not in METHODS:
+                raise ValueError(f"unknown unlearning method {method!r}; use {METHODS}")
+        if cfg.attack.name not in ("none", "label_flip", "backdoor"):
+            raise ValueError(f"unknown attack {cfg.attack.name!r}")
+
+    @property
+    def num_clients(self) -> int:
+        return int(self.cfg.num_clients)
+
+    @property
+    def malicious_partitions(self) -> list[int]:
+        """Partitions 0 .. num_malicious-1 attack (ground truth: harness only)."""
+        return list(range(int(self.cfg.num_malicious)))
+
+    @property
+    def methods(self) -> list[str]:
+        """The main method first, then the comparisons (no duplicates)."""
+        out = [str(self.cfg.unlearning.method)]
+        for m in self.cfg.get("compare", []) or []:
+            if str(m) not in out:
+                out.append(str(m))
+        return out
+
+    def partition_kwargs(self) -> dict[str, Any]:
+        part = self.cfg.partition
+        kwargs: dict[str, Any] = {
+            "partitioner": str(part.name),
+            "seed": int(self.cfg.seed),
+            "fraction": float(self.cfg.fraction),
+        }
+        if part.name == "dirichlet":
+            kwargs["alpha"] = float(part.alpha)
+        return kwargs
+
+    def label_flip(self) -> LabelFlip:
+        att = self.cfg.attack
+        source, target = DEFAULT_FLIP[self.cfg.dataset.name]
+        return LabelFlip(
+            int(source if att.source is None else att.source),
+            int(target if att.target is None else att.target),
+            float(att.fraction),
+            seed=int(self.cfg.seed),
+            num_classes=get_spec(self.cfg.dataset.name).num_classes,
+        )
+
+    def backdoor(self) -> Backdoor:
+        att = self.cfg.attack
+        return Backdoor(
+            target=int(att.target),
+            size=int(att.size),
+            position=str(att.position),
+            fraction=float(att.fraction),
+            seed=int(self.cfg.seed),
+        )
+
+    def method_settings(self, method: str) -> dict[str, Any]:
+        """FedUP arguments for a method (natural = exclusion, no pruning)."""
+        u = self.cfg.unlearning
+        common = {
+            "p_min": float(u.p_min),
+            "p_max": float(u.p_max),
+            "gamma": float(u.gamma),
+            "rate_limit": int(u.rate_limit),
+        }
+        if method == "fedup":
+            rate = u.pruning_rate if u.method == "fedup" else None
+            return {**common, "pruning_rate": None if rate is None else float(rate)}
+        return {**common, "pruning_rate": 0.0}
+
+    def to_yaml(self) -> str:
+        return OmegaConf.to_yaml(self.cfg, resolve=True)

@@ -1,0 +1,207 @@
+"""The ServerApp: train with attackers, unlearn with each method, retrain B.
+
+One scenario, all through Flower's round loop (``Strategy.start``):
+
+1. ``train``: rounds 1 .. T-1 with every client (the attackers attack).
+2. ``before``: round T with every client; its global model is "before".
+3. For each method (FedUP, natural forgetting, none), from the model after
+   round T-1: round T again (same seeds, so the same replies) with the oracle
+   flagging the attackers, then recovery rounds with the remaining clients
+   until test accuracy is back within the tolerance, or ``max_recovery``.
+4. ``retrain`` (baseline B): from the initial model, benign clients only,
+   until it reaches the "before" test accuracy within the tolerance, or
+   ``max_retrain``; R* is the number of rounds it took.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from logging import INFO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+from omegaconf import DictConfig
+
+from fedup_flwr import FedUP, OracleDetector
+from simulations.evaluation import Evaluator
+from simulations.models import get_arrays, get_model
+from simulations.results import RoundLog, finish_run
+from simulations.scenario import Scenario, compose
+
+
+def identify_nodes(grid: Grid, num_nodes: int, timeout: float = 600) -> dict[int, int]:
+    """Map partition ids to node ids by asking every node (a QUERY message)."""
+    deadline = time.monotonic() + timeout
+    nodes = list(grid.get_node_ids())
+    while len(nodes) < num_nodes:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(nodes)} of {num_nodes} nodes connected")
+        time.sleep(0.5)
+        nodes = list(grid.get_node_ids())
+    queries = [
+        Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY)
+        for n in nodes
+    ]
+    node_of: dict[int, int] = {}
+    for reply in grid.send_and_receive(queries, timeout=timeout):
+        if reply.has_error():
+            raise RuntimeError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
+        pid = int(reply.content["info"]["partition-id"])  # type: ignore[arg-type]
+        node_of[pid] = int(reply.metadata.src_node_id)
+    return node_of
+
+
+class Experiment:
+    """Runs the phases of one scenario on a Grid and records every round."""
+
+    def __init__(self, scenario: Scenario, out_dir: Path) -> None:
+        self.scenario = scenario
+        self.cfg = scenario.cfg
+        self.out_dir = out_dir
+        self.log = RoundLog(out_dir / "rounds.csv")
+        self.evaluator = Evaluator(scenario)
+        torch.manual_seed(int(self.cfg.seed))
+        model = get_model(self.cfg.model.name, self.cfg.dataset.name)
+        self.initial = ArrayRecord(get_arrays(model))
+        self.tolerance = float(self.cfg.tolerance)
+
+    # ----------------------------------------------------------- helpers
+    def _evaluate_fn(
+        self, phase: str, method: str, started: list[float]
+    ) -> Callable[[int, ArrayRecord], MetricRecord]:
+        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+            metrics = self.evaluator.evaluate(arrays.to_numpy_ndarrays())
+            seconds = time.perf_counter() - started[0]
+            started[0] = time.perf_counter()
+            self.log.add(phase, method, server_round, seconds=seconds, **metrics)
+            return MetricRecord(metrics)
+
+        return evaluate
+
+    def _strategy(self, **kwargs: Any) -> FedUP:
+        inner = FedAvg(
+            fraction_train=1.0,
+            fraction_evaluate=0.0,
+            min_available_nodes=1,
+            min_train_nodes=1,
+        )
+        return FedUP(inner, **kwargs)
+
+    def _rounds(
+        self,
+        strategy: FedUP,
+        grid: Grid,
+        arrays: ArrayRecord,
+        phase: str,
+        method: str,
+        num_rounds: int,
+        stop: Callable[[dict[str, float]], bool] | None = None,
+    ) -> ArrayRecord:
+        """Run rounds one ``start`` at a time so a phase can stop early."""
+        started = [time.perf_counter()]
+        evaluate = self._evaluate_fn(phase, method, started)
+        end = strategy.next_round + num_rounds
+        while strategy.next_round < end:
+            before = strategy.next_round
+            result = strategy.start(
+                grid, arrays, num_rounds=1, evaluate_fn=evaluate, timeout=3600
+            )
+            arrays = result.arrays
+            if stop is not None and stop(self.log.last(phase, method)):
+                break
+            if strategy.next_round == before:  # pragma: no cover - defensive
+                break
+        return arrays
+
+    # ------------------------------------------------------------ phases
+    def run(self, grid: Grid) -> dict[str, Any]:
+        cfg = self.cfg
+        wall = time.perf_counter()
+        node_of = identify_nodes(grid, self.scenario.num_clients)
+        malicious = sorted(node_of[p] for p in self.scenario.malicious_partitions)
+        last = int(cfg.rounds.train)
+
+        train = self._strategy()
+        self.log.add_initial(self.evaluator.evaluate(self.initial.to_numpy_ndarrays()))
+        arrays = self._rounds(train, grid, self.initial, "train", "all", last - 1)
+        before_strategy = self._strategy(first_round=last)
+        self._rounds(before_strategy, grid, arrays, "train", "all", 1)
+        before = self.log.last("train", "all")
+        log(INFO, "Before unlearning: %s", before)
+
+        target = before["test_acc"] - self.tolerance
+        events: dict[str, Any] = {}
+        for method in self.scenario.methods:
+            detector = None if method == "none" else OracleDetector({last: malicious})
+            strategy = self._strategy(
+                detector=detector,
+                recovery_rounds=0,
+                first_round=last,
+                **self.scenario.method_settings(method),
+            )
+            self._rounds(
+                strategy,
+                grid,
+                arrays,
+                "unlearn",
+                method,
+                1 + int(cfg.rounds.max_recovery),
+                stop=lambda m: m["test_acc"] >= target,
+            )
+            events[method] = [e for e in strategy.events if e.status == "unlearned"]
+
+        retrain_rounds = int(cfg.rounds.max_retrain)
+        if retrain_rounds > 0:
+            retrain = self._strategy()
+            retrain.exclude(malicious)
+            self._rounds(
+                retrain,
+                grid,
+                self.initial,
+                "retrain",
+                "retrain",
+                retrain_rounds,
+                stop=lambda m: m["test_acc"] >= target,
+            )
+        return finish_run(
+            self.scenario,
+            self.out_dir,
+            self.log,
+            events,
+            unlearning_round=last,
+            wall_seconds=time.perf_counter() - wall,
+        )
+
+
+def make_server_app(
+    cfg: DictConfig | None = None,
+    out_dir: Path | None = None,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> ServerApp:
+    """Build the ServerApp for a composed config (None: from the run config)."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        config = cfg
+        if config is None:
+            config = compose(str(context.run_config.get("overrides", "")))
+        scenario = Scenario(config)
+        folder = out_dir or Path("outputs") / "flwr-run" / str(config.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.random.seed(int(config.seed))
+        results = Experiment(scenario, folder).run(grid)
+        if on_done is not None:
+            on_done(results)
+
+    return app
+
+
+app = make_server_app()

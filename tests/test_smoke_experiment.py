@@ -1,0 +1,57 @@
+"""The smoke experiment: the whole pipeline on Flower's Ray engine, small."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*overrides: str, out: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    return subprocess.run(
+        [sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={out}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+
+
+@pytest.mark.slow
+def test_smoke_experiment_writes_all_outputs(tmp_path: Path) -> None:
+    proc = run("+experiment=smoke", out=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    for key in ("dataset", "model", "partition", "num_clients", "num_malicious",
+                "method", "pruning_rate", "test_acc_before", "test_acc_after",
+                "mal_acc_before", "mal_acc_after", "baseline_mal_acc",
+                "baseline_test_acc", "recovery_rounds", "rounds_from_scratch",
+                "recovery_bound", "storage_mb", "unlearn_seconds", "seed"):
+        assert key in results, key
+    assert results["method"] == "fedup" and set(results["methods"]) == {"fedup", "natural"}
+    fedup = results["methods"]["fedup"]
+    assert 0.01 <= fedup["pruning_rate"] <= 0.15  # adaptive P within [p_min, p_max]
+    assert fedup["storage_mb"] > 0 and fedup["unlearn_seconds"] > 0
+    # Pruning changed the model: accuracy right after unlearning differs from before.
+    assert fedup["test_acc_after_unlearning"] != results["test_acc_before"]
+    rows = list(csv.DictReader((tmp_path / "rounds.csv").open()))
+    phases = {(r["phase"], r["method"]) for r in rows}
+    assert {("train", "all"), ("unlearn", "fedup"), ("unlearn", "natural"),
+            ("retrain", "retrain")} <= phases
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    assert "R* =" in proc.stdout and "before unlearning" in proc.stdout
+
+    # resume=true (the default) skips a finished run without starting Ray.
+    again = run("+experiment=smoke", out=tmp_path)
+    assert again.returncode == 0 and "skipping (resume=true)" in again.stdout
+
+
+def test_bad_config_fails_before_ray(tmp_path: Path) -> None:
+    proc = run("+experiment=smoke", "num_malicious=9", out=tmp_path)
+    assert proc.returncode != 0
+    assert "num_malicious must be in [0, num_clients)" in proc.stderr
