@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 SHARED_DATA := $(abspath ../shared/data)
 export FEDUP_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 
-.PHONY: install test lint bench bench-sim run clean
+.PHONY: install test lint bench bench-sim run clean deploy-demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,3 +32,6 @@ run: install
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache .mypy_cache .ruff_cache
+
+deploy-demo: install
+	$(PY) scripts/deploy_demo.py

@@ -166,7 +166,9 @@ class FedUP(Strategy):
         if not gamma > 0:
             raise ValueError(f"gamma must be positive, got {gamma}")
         if int(first_round) != first_round or first_round < 1:
-            raise ValueError(f"first_round must be an integer >= 1, got {first_round!r}")
+            raise ValueError(
+                f"first_round must be an integer >= 1, got {first_round!r}"
+            )
         if detector is not None and not callable(getattr(detector, "detect", None)):
             raise TypeError(
                 f"detector {detector!r} has no detect(server_round, replies, "
@@ -443,7 +445,8 @@ class FedUP(Strategy):
         if all(v.dtype == g.dtype for v, g in zip(values, self._global_arrays)):
             return arrays
         cast_values = [
-            v if v.dtype == g.dtype
+            v
+            if v.dtype == g.dtype
             else np.asarray(np.rint(v) if g.dtype.kind in "iub" else v).astype(g.dtype)
             for v, g in zip(values, self._global_arrays)
         ]
