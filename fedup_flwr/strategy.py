@@ -225,13 +225,22 @@ class FedUP(Strategy):
         server_round += self._round_offset
         self._global_keys = list(arrays.keys())
         self._global_arrays = arrays.to_numpy_ndarrays()
-        messages = self.strategy.configure_train(
-            server_round,
-            arrays,
-            config,
-            cast(Grid, _ExcludingGrid(grid, self.excluded)),
+        messages = self._drop_excluded(
+            self.strategy.configure_train(
+                server_round,
+                arrays,
+                config,
+                cast(Grid, _ExcludingGrid(grid, self.excluded)),
+            )
         )
-        return self._drop_excluded(messages)
+        log(
+            INFO,
+            "FedUP: round %s: training on nodes %s; excluded %s",
+            server_round,
+            sorted(m.metadata.dst_node_id for m in messages),
+            sorted(self.excluded),
+        )
+        return messages
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
