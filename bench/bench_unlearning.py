@@ -74,17 +74,27 @@ def main() -> None:
     tracemalloc.stop()
 
     best_floor, best_step = min(floor), min(step)
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-          f"numpy {np.__version__}")
-    print(f"model: resnet18(num_classes=10), {len(glob)} arrays, {size_mb:.1f} MB; "
-          f"{args.clients} clients, {args.flagged} flagged, P={args.rate}")
-    print(f"sum of all client arrays (floor): {best_floor * 1e3:8.1f} ms (best of "
-          f"{args.repeats})")
-    print(f"unlearning step (mask + apply):   {best_step * 1e3:8.1f} ms (best of "
-          f"{args.repeats})")
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"numpy {np.__version__}"
+    )
+    print(
+        f"model: resnet18(num_classes=10), {len(glob)} arrays, {size_mb:.1f} MB; "
+        f"{args.clients} clients, {args.flagged} flagged, P={args.rate}"
+    )
+    print(
+        f"sum of all client arrays (floor): {best_floor * 1e3:8.1f} ms (best of "
+        f"{args.repeats})"
+    )
+    print(
+        f"unlearning step (mask + apply):   {best_step * 1e3:8.1f} ms (best of "
+        f"{args.repeats})"
+    )
     print(f"ratio step / floor: {best_step / best_floor:.2f} (target <= 2)")
-    print(f"peak extra memory: {peak / 2**20:.1f} MB = "
-          f"{peak / model_nbytes(glob):.2f} model copies (target <= 3)")
+    print(
+        f"peak extra memory: {peak / 2**20:.1f} MB = "
+        f"{peak / model_nbytes(glob):.2f} model copies (target <= 3)"
+    )
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import zlib
 from functools import lru_cache
+from typing import cast
 
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from omegaconf import DictConfig
 
+from simulations.attacks import Backdoor, LabelFlip
 from simulations.data import ImageDataset, load_partition
 from simulations.models import get_arrays, get_model, set_arrays
 from simulations.scenario import Scenario, compose
@@ -55,8 +57,11 @@ def _prepare_local_data(
     malicious = partition_id in scenario.malicious_partitions
     if not malicious or cfg.attack.name == "none":
         return data, False
-    attack = scenario.label_flip() if cfg.attack.name == "label_flip" else None
-    attack = attack or scenario.backdoor()
+    attack: LabelFlip | Backdoor = (
+        scenario.label_flip()
+        if cfg.attack.name == "label_flip"
+        else scenario.backdoor()
+    )
     x, y, _ = attack.apply(data.x, data.y)
     return ImageDataset(x, y), True
 
@@ -68,8 +73,8 @@ def train_handler(scenario: Scenario, msg: Message, context: Context) -> Message
     pid = int(context.node_config["partition-id"])
     data, malicious = _local_data(scenario, pid)
     model = get_model(cfg.model.name, cfg.dataset.name)
-    set_arrays(model, msg.content["arrays"].to_numpy_ndarrays())
-    server_round = int(msg.content["config"]["server-round"])
+    set_arrays(model, msg.content.array_records["arrays"].to_numpy_ndarrays())
+    server_round = int(cast(int, msg.content.config_records["config"]["server-round"]))
     epochs = int(cfg.train.local_epochs)
     if malicious:
         epochs += int(cfg.attack.get("extra_epochs", 0) or 0)
@@ -97,7 +102,9 @@ def train_handler(scenario: Scenario, msg: Message, context: Context) -> Message
 def query_handler(msg: Message, context: Context) -> Message:
     """Tell the harness which partition this node holds (to map node ids)."""
     pid = int(context.node_config["partition-id"])
-    return Message(RecordDict({"info": MetricRecord({"partition-id": pid})}), reply_to=msg)
+    return Message(
+        RecordDict({"info": MetricRecord({"partition-id": pid})}), reply_to=msg
+    )
 
 
 def make_client_app(cfg: DictConfig | None = None) -> ClientApp:

@@ -52,7 +52,9 @@ class Evaluator:
             xs, ys = [], []
             for pid in scenario.malicious_partitions:
                 part = load_partition(
-                    cfg.dataset.name, pid, scenario.num_clients,
+                    cfg.dataset.name,
+                    pid,
+                    scenario.num_clients,
                     **scenario.partition_kwargs(),
                 )
                 _, _, flipped = flip.apply(part.x, part.y)

@@ -11,11 +11,27 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 SUMMARY_FIELDS = [
-    "name", "dataset", "model", "partition", "attack", "num_clients",
-    "num_malicious", "method", "pruning_rate", "test_acc_before", "test_acc_after",
-    "mal_acc_before", "mal_acc_after", "baseline_test_acc", "baseline_mal_acc",
-    "recovery_rounds", "rounds_from_scratch", "recovery_bound", "storage_mb",
-    "unlearn_seconds", "seed",
+    "name",
+    "dataset",
+    "model",
+    "partition",
+    "attack",
+    "num_clients",
+    "num_malicious",
+    "method",
+    "pruning_rate",
+    "test_acc_before",
+    "test_acc_after",
+    "mal_acc_before",
+    "mal_acc_after",
+    "baseline_test_acc",
+    "baseline_mal_acc",
+    "recovery_rounds",
+    "rounds_from_scratch",
+    "recovery_bound",
+    "storage_mb",
+    "unlearn_seconds",
+    "seed",
 ]
 
 

@@ -27,7 +27,15 @@ from typing import Any
 
 from simulations.scenario import Scenario
 
-FIELDS = ["phase", "method", "round", "test_acc", "mal_acc", "attack_success", "seconds"]
+FIELDS = [
+    "phase",
+    "method",
+    "round",
+    "test_acc",
+    "mal_acc",
+    "attack_success",
+    "seconds",
+]
 
 
 class RoundLog:
@@ -78,7 +86,7 @@ class RoundLog:
     def last(self, phase: str, method: str) -> dict[str, Any]:
         for row in reversed(self.rows):
             if row["phase"] == phase and row["method"] == method:
-                return row
+                return dict(row)
         raise KeyError(f"no row for phase {phase!r}, method {method!r}")
 
     def select(self, phase: str, method: str) -> list[dict[str, Any]]:
@@ -245,7 +253,11 @@ def format_table(results: dict[str, Any], log: RoundLog) -> str:
             lines.append(f"{label:<28}{t + k:>6}{_pct(test):>12}{_pct(mal):>13}")
     if results["baseline_test_acc"] is not None:
         rounds = results["rounds_from_scratch"]
-        label = f"B: retrain ({'not reached' if rounds is None else rounds} rounds)"
+        label = (
+            "B: retrain ("
+            + ("not reached" if rounds is None else f"{rounds} rounds")
+            + ")"
+        )
         lines.append(
             f"{label:<28}{'':>6}{_pct(results['baseline_test_acc']):>12}"
             f"{_pct(results['baseline_mal_acc']):>13}"
@@ -278,17 +290,29 @@ def plot_curves(log: RoundLog, results: dict[str, Any], path: Path) -> None:
         (axes[0], "test_acc", "test accuracy"),
         (axes[1], "mal_acc", "malicious accuracy"),
     ):
-        ax.plot([r["round"] for r in train], [r[key] for r in train], "k-",
-                label="training (all clients)")
+        ax.plot(
+            [r["round"] for r in train],
+            [r[key] for r in train],
+            "k-",
+            label="training (all clients)",
+        )
         for method in results["methods"]:
             rows = log.select("unlearn", method)
-            ax.plot([t - 1] + [r["round"] for r in rows],
-                    [train[-2][key] if len(train) > 1 else math.nan]
-                    + [r[key] for r in rows], marker=".", label=method)
+            ax.plot(
+                [t - 1] + [r["round"] for r in rows],
+                [train[-2][key] if len(train) > 1 else math.nan]
+                + [r[key] for r in rows],
+                marker=".",
+                label=method,
+            )
         base = results[f"baseline_{key}"]
         if base is not None:
-            ax.axhline(base, color="grey", linestyle="--",
-                       label=f"B (retrain, R*={results['rounds_from_scratch']})")
+            ax.axhline(
+                base,
+                color="grey",
+                linestyle="--",
+                label=f"B (retrain, R*={results['rounds_from_scratch']})",
+            )
         ax.axvline(t, color="red", linestyle=":", label=f"unlearning (round {t})")
         ax.set_title(title)
         ax.set_xlabel("round")

@@ -21,9 +21,15 @@ from logging import INFO
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from flwr.app import ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
@@ -52,7 +58,9 @@ def identify_nodes(grid: Grid, num_nodes: int, timeout: float = 600) -> dict[int
     node_of: dict[int, int] = {}
     for reply in grid.send_and_receive(queries, timeout=timeout):
         if reply.has_error():
-            raise RuntimeError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
+            raise RuntimeError(
+                f"node {reply.metadata.src_node_id}: {reply.error.reason}"
+            )
         pid = int(reply.content["info"]["partition-id"])  # type: ignore[arg-type]
         node_of[pid] = int(reply.metadata.src_node_id)
     return node_of
@@ -81,7 +89,7 @@ class Experiment:
             seconds = time.perf_counter() - started[0]
             started[0] = time.perf_counter()
             self.log.add(phase, method, server_round, seconds=seconds, **metrics)
-            return MetricRecord(metrics)
+            return MetricRecord(dict(metrics.items()))
 
         return evaluate
 
@@ -196,7 +204,6 @@ def make_server_app(
         scenario = Scenario(config)
         folder = out_dir or Path("outputs") / "flwr-run" / str(config.name)
         folder.mkdir(parents=True, exist_ok=True)
-        np.random.seed(int(config.seed))
         results = Experiment(scenario, folder).run(grid)
         if on_done is not None:
             on_done(results)

@@ -79,8 +79,9 @@ class ScriptedDetector:
 
 
 class RecordingFedUP(FedUP):
-    def configure_train(self, server_round: int, arrays: ArrayRecord,
-                        config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         msgs = list(super().configure_train(server_round, arrays, config, grid))
         rnd = server_round + self._round_offset
         RECORD["sent"][rnd] = [m.metadata.dst_node_id for m in msgs]
@@ -95,8 +96,10 @@ def main(grid: Grid, context: Context) -> None:
     nodes = list(grid.get_node_ids())
     while len(nodes) < NUM_NODES:
         nodes = list(grid.get_node_ids())
-    query = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY)
-             for n in nodes]
+    query = [
+        Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY)
+        for n in nodes
+    ]
     node_of = {
         int(r.content["m"]["partition-id"]): r.metadata.src_node_id
         for r in grid.send_and_receive(query)
@@ -105,13 +108,17 @@ def main(grid: Grid, context: Context) -> None:
     detector = ScriptedDetector({2: 9, 3: 8, 4: 7, 5: 6}, node_of)
     strategy = RecordingFedUP(
         FedAvg(fraction_evaluate=0.0, min_available_nodes=2),
-        detector=detector, pruning_rate=0.25, rate_limit=3, recovery_rounds=3,
+        detector=detector,
+        pruning_rate=0.25,
+        rate_limit=3,
+        recovery_rounds=3,
     )
 
     def evaluate(rnd: int, arrays: ArrayRecord) -> MetricRecord:
         RECORD["models"][rnd] = arrays.to_numpy_ndarrays()
-        return MetricRecord({"finite": float(all(np.isfinite(a).all()
-                                                 for a in RECORD["models"][rnd]))})
+        return MetricRecord(
+            {"finite": float(all(np.isfinite(a).all() for a in RECORD["models"][rnd]))}
+        )
 
     init = ArrayRecord([np.full((4, 3), 0.5, np.float32), np.zeros(3, np.float32)])
     result = strategy.start(grid, init, num_rounds=6, evaluate_fn=evaluate)

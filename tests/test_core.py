@@ -265,6 +265,8 @@ def test_weighted_average_blocks_match_numpy() -> None:
 
 
 def test_apply_mask_keeps_zero_dim_arrays() -> None:
-    out = apply_mask([np.array(5, np.int64), np.array(2.0)], [np.array(False), np.array(True)])
+    out = apply_mask(
+        [np.array(5, np.int64), np.array(2.0)], [np.array(False), np.array(True)]
+    )
     assert isinstance(out[0], np.ndarray) and out[0].shape == () and int(out[0]) == 5
     assert isinstance(out[1], np.ndarray) and float(out[1]) == 0.0

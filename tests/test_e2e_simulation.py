@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import e2e_app
 import numpy as np
 import pytest
 from flwr.simulation import run_simulation
 
-import e2e_app
 from fedup_flwr import prune_count
 
 
@@ -16,8 +16,10 @@ def test_fedup_in_ray_simulation() -> None:
         server_app=e2e_app.server,
         client_app=e2e_app.client,
         num_supernodes=e2e_app.NUM_NODES,
-        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                        "init_args": {"num_cpus": 2, "include_dashboard": False}},
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": 2, "include_dashboard": False},
+        },
     )
     rec = e2e_app.RECORD
     node_of, sent, models = rec["node_of"], rec["sent"], rec["models"]

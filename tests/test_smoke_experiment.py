@@ -18,7 +18,12 @@ def run(*overrides: str, out: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     return subprocess.run(
         [sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={out}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -27,13 +32,32 @@ def test_smoke_experiment_writes_all_outputs(tmp_path: Path) -> None:
     proc = run("+experiment=smoke", out=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    for key in ("dataset", "model", "partition", "num_clients", "num_malicious",
-                "method", "pruning_rate", "test_acc_before", "test_acc_after",
-                "mal_acc_before", "mal_acc_after", "baseline_mal_acc",
-                "baseline_test_acc", "recovery_rounds", "rounds_from_scratch",
-                "recovery_bound", "storage_mb", "unlearn_seconds", "seed"):
+    for key in (
+        "dataset",
+        "model",
+        "partition",
+        "num_clients",
+        "num_malicious",
+        "method",
+        "pruning_rate",
+        "test_acc_before",
+        "test_acc_after",
+        "mal_acc_before",
+        "mal_acc_after",
+        "baseline_mal_acc",
+        "baseline_test_acc",
+        "recovery_rounds",
+        "rounds_from_scratch",
+        "recovery_bound",
+        "storage_mb",
+        "unlearn_seconds",
+        "seed",
+    ):
         assert key in results, key
-    assert results["method"] == "fedup" and set(results["methods"]) == {"fedup", "natural"}
+    assert results["method"] == "fedup" and set(results["methods"]) == {
+        "fedup",
+        "natural",
+    }
     fedup = results["methods"]["fedup"]
     assert 0.01 <= fedup["pruning_rate"] <= 0.15  # adaptive P within [p_min, p_max]
     assert fedup["storage_mb"] > 0 and fedup["unlearn_seconds"] > 0
@@ -41,8 +65,12 @@ def test_smoke_experiment_writes_all_outputs(tmp_path: Path) -> None:
     assert fedup["test_acc_after_unlearning"] != results["test_acc_before"]
     rows = list(csv.DictReader((tmp_path / "rounds.csv").open()))
     phases = {(r["phase"], r["method"]) for r in rows}
-    assert {("train", "all"), ("unlearn", "fedup"), ("unlearn", "natural"),
-            ("retrain", "retrain")} <= phases
+    assert {
+        ("train", "all"),
+        ("unlearn", "fedup"),
+        ("unlearn", "natural"),
+        ("retrain", "retrain"),
+    } <= phases
     assert (tmp_path / "curves.png").stat().st_size > 10_000
     assert "R* =" in proc.stdout and "before unlearning" in proc.stdout
 

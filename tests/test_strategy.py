@@ -375,15 +375,27 @@ def test_wraps_inner_strategy_settings() -> None:
 
 
 def test_first_round_numbers_a_continued_run() -> None:
-    strategy = FedUP(detector=OracleDetector({12: [6]}), pruning_rate=0.1,
-                     recovery_rounds=0, first_round=11)
+    strategy = FedUP(
+        detector=OracleDetector({12: [6]}),
+        pruning_rate=0.1,
+        recovery_rounds=0,
+        first_round=11,
+    )
     grid = FakeGrid()
     seen: list[int] = []
-    result = strategy.start(grid, ArrayRecord(global_model()), num_rounds=3,
-                            evaluate_fn=lambda r, a: seen.append(r))
+    result = strategy.start(
+        grid,
+        ArrayRecord(global_model()),
+        num_rounds=3,
+        evaluate_fn=lambda r, a: seen.append(r),
+    )
     assert sorted({r for r, _ in grid.trained}) == [11, 12, 13]
     assert sorted(result.train_metrics_clientapp) == [11, 12, 13]
-    assert seen == [11, 12, 13]  # the initial model (after round 10) is not re-evaluated
+    assert seen == [
+        11,
+        12,
+        13,
+    ]  # the initial model (after round 10) is not re-evaluated
     assert [e.server_round for e in strategy.events] == [12]
     assert strategy.next_round == 14
     strategy.start(grid, result.arrays, num_rounds=1)
