@@ -461,6 +461,39 @@ class FedUP(Strategy):
         ]
         return ArrayRecord({k: Array(v) for k, v in zip(arrays.keys(), cast_values)})
 
+    def compute_mask(
+        self,
+        benign_models: list[list[NDArray[Any]]],
+        benign_weights: list[int],
+        malicious_models: list[list[NDArray[Any]]],
+        malicious_weights: list[int],
+        rate: float,
+    ) -> list[NDArray[np.bool_]]:
+        """The unlearning mask (Algorithm 1); override to rank weights otherwise.
+
+        The global arrays sent in the round of the benign replies are in
+        ``self.global_arrays``.
+        """
+        return unlearning_mask(
+            benign_models,
+            malicious_models,
+            self._global_arrays,
+            rate,
+            benign_weights=benign_weights,
+            malicious_weights=malicious_weights,
+        )
+
+    def apply_unlearning(
+        self, aggregate: list[NDArray[Any]], mask: list[NDArray[np.bool_]]
+    ) -> list[NDArray[Any]]:
+        """Apply the mask to the benign aggregate (Algorithm 2); overridable."""
+        return apply_mask(aggregate, mask)
+
+    @property
+    def global_arrays(self) -> list[NDArray[Any]]:
+        """The global arrays sent in the last training round."""
+        return self._global_arrays
+
     def _unlearning_due(self, server_round: int) -> bool:
         if not self._pending:
             return False
@@ -496,15 +529,14 @@ class FedUP(Strategy):
         else:
             log(WARNING, "FedUP: one benign reply, no similarity; using p_min")
             rate = self.p_min
-        mask = unlearning_mask(
+        mask = self.compute_mask(
             [r.arrays for r in benign],
+            [r.num_examples for r in benign],
             [self._pending[n].arrays for n in nodes],
-            self._global_arrays,
+            [self._pending[n].num_examples for n in nodes],
             rate,
-            benign_weights=[r.num_examples for r in benign],
-            malicious_weights=[self._pending[n].num_examples for n in nodes],
         )
-        pruned_arrays = apply_mask(aggregate.to_numpy_ndarrays(), mask)
+        pruned_arrays = self.apply_unlearning(aggregate.to_numpy_ndarrays(), mask)
         result = ArrayRecord(
             {k: Array(a) for k, a in zip(aggregate.keys(), pruned_arrays)}
         )

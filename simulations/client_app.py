@@ -78,15 +78,30 @@ def train_handler(scenario: Scenario, msg: Message, context: Context) -> Message
     epochs = int(cfg.train.local_epochs)
     if malicious:
         epochs += int(cfg.attack.get("extra_epochs", 0) or 0)
+    seed = client_seed(int(cfg.seed), server_round, pid)
+    x, y = data.x, data.y
+    scale = float(
+        cast(float, msg.content.config_records["config"].get("epochs-scale", 1.0))
+    )
+    if scale != 1.0:
+        # FedEraser's calibration: a fraction of the local epochs; below one
+        # epoch, one pass over a seeded share of the data.
+        scaled = epochs * scale
+        if scaled >= 1:
+            epochs = round(scaled)
+        else:
+            g = torch.Generator().manual_seed(seed)
+            keep = torch.randperm(len(y), generator=g)[: max(1, round(scaled * len(y)))]
+            x, y, epochs = x[keep], y[keep], 1
     result = train(
         model,
-        data.x,
-        data.y,
+        x,
+        y,
         epochs=epochs,
         batch_size=int(cfg.train.batch_size),
         lr=float(cfg.train.lr),
         device=resolve_device("auto"),
-        seed=client_seed(int(cfg.seed), server_round, pid),
+        seed=seed,
     )
     content = RecordDict(
         {

@@ -44,6 +44,19 @@ class Evaluator:
             cfg.dataset.name, fraction=float(cfg.test_fraction), seed=int(cfg.seed)
         )
         self.x_test, self.y_test = test.x, test.y
+        # The flagged clients' own training data (as they hold it, poisoned
+        # or not): "accuracy on the forgotten data".
+        forgotten = [
+            load_partition(
+                cfg.dataset.name,
+                pid,
+                scenario.num_clients,
+                **scenario.partition_kwargs(),
+            )
+            for pid in scenario.flagged_partitions
+        ]
+        self.x_forget = torch.cat([f.x for f in forgotten])
+        self.y_forget = torch.cat([f.y for f in forgotten])
         self.x_mal: torch.Tensor | None = None
         self.attack = str(cfg.attack.name)
         if self.attack == "label_flip":
@@ -74,6 +87,8 @@ class Evaluator:
         out = {"test_acc": float((preds == self.y_test).float().mean())}
         out["mal_acc"] = 0.0
         out["attack_success"] = 0.0
+        forget_preds = predict(self.model, self.x_forget, device=self.device)
+        out["forget_acc"] = float((forget_preds == self.y_forget).float().mean())
         if self.attack == "label_flip":
             out["attack_success"] = flip_success(
                 preds, self.y_test, self.source, self.target

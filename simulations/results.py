@@ -34,6 +34,7 @@ FIELDS = [
     "test_acc",
     "mal_acc",
     "attack_success",
+    "forget_acc",
     "seconds",
 ]
 
@@ -57,6 +58,7 @@ class RoundLog:
         test_acc: float,
         mal_acc: float,
         attack_success: float,
+        forget_acc: float = 0.0,
         seconds: float,
     ) -> None:
         row = {
@@ -66,6 +68,7 @@ class RoundLog:
             "test_acc": round(float(test_acc), 6),
             "mal_acc": round(float(mal_acc), 6),
             "attack_success": round(float(attack_success), 6),
+            "forget_acc": round(float(forget_acc), 6),
             "seconds": round(float(seconds), 3),
         }
         if phase != "init" and server_round == 0:
@@ -135,6 +138,9 @@ def method_results(
     out: dict[str, Any] = {
         "test_acc_after_unlearning": rows[0]["test_acc"],
         "mal_acc_after_unlearning": rows[0]["mal_acc"],
+        "forget_acc_after_unlearning": rows[0]["forget_acc"],
+        "forget_acc_after": at["forget_acc"],
+        "forget_acc_curve": [r["forget_acc"] for r in rows],
         "test_acc_after": at["test_acc"],
         "mal_acc_after": at["mal_acc"],
         "recovery_rounds": r_rec,
@@ -166,6 +172,7 @@ def finish_run(
     log: RoundLog,
     events: dict[str, list[Any]],
     *,
+    storage: dict[str, float] | None = None,
     unlearning_round: int,
     wall_seconds: float,
 ) -> dict[str, Any]:
@@ -179,12 +186,21 @@ def finish_run(
     if retrain_rows:
         baseline = retrain_rows[r_star_idx if r_star_idx is not None else -1]
     r_star = None if r_star_idx is None else r_star_idx + 1
-    methods = {
-        m: method_results(
-            log.select("unlearn", m), before, baseline, float(cfg.tolerance), events[m]
+    storage = storage or {}
+    methods: dict[str, Any] = {}
+    for m in scenario.methods:
+        rows = retrain_rows if m == "retrain" else log.select("unlearn", m)
+        if not rows:
+            continue
+        res = method_results(
+            rows, before, baseline, float(cfg.tolerance), events.get(m, [])
         )
-        for m in scenario.methods
-    }
+        if m == "retrain":
+            res["recovery_rounds"] = r_star
+        if m in storage:
+            res["storage_mb"] = storage[m]
+            res["unlearn_seconds"] = storage.get(f"{m}_seconds", 0.0)
+        methods[m] = res
     main = methods[scenario.methods[0]]
     rate = main["pruning_rate"]
     bound = None
@@ -205,6 +221,8 @@ def finish_run(
         "pruning_rate": rate,
         "test_acc_before": before["test_acc"],
         "mal_acc_before": before["mal_acc"],
+        "forget_acc_before": before["forget_acc"],
+        "detector": str(cfg.detector.name),
         "test_acc_after": main["test_acc_after"],
         "mal_acc_after": main["mal_acc_after"],
         "baseline_test_acc": None if baseline is None else baseline["test_acc"],
@@ -236,21 +254,24 @@ def _pct(value: float | None) -> str:
 
 def format_table(results: dict[str, Any], log: RoundLog) -> str:
     """The end-of-run table: before, each method per round, baseline B."""
+    w = 36
     lines = [
-        f"{'model':<28}{'round':>6}{'test acc %':>12}{'malicious %':>13}",
-        "-" * 59,
+        f"{'model':<{w}}{'round':>6}{'test acc %':>12}{'malicious %':>13}",
+        "-" * (w + 31),
     ]
     t = results["unlearning_round"]
     lines.append(
-        f"{'before unlearning':<28}{t:>6}{_pct(results['test_acc_before']):>12}"
+        f"{'before unlearning':<{w}}{t:>6}{_pct(results['test_acc_before']):>12}"
         f"{_pct(results['mal_acc_before']):>13}"
     )
     for method, res in results["methods"].items():
+        if method == "retrain":
+            continue  # baseline B: one line below
         for k, (test, mal) in enumerate(
             zip(res["test_acc_curve"], res["mal_acc_curve"])
         ):
             label = f"{method}: " + ("unlearned" if k == 0 else f"recovery {k}")
-            lines.append(f"{label:<28}{t + k:>6}{_pct(test):>12}{_pct(mal):>13}")
+            lines.append(f"{label:<{w}}{t + k:>6}{_pct(test):>12}{_pct(mal):>13}")
     if results["baseline_test_acc"] is not None:
         rounds = results["rounds_from_scratch"]
         label = (
@@ -259,10 +280,10 @@ def format_table(results: dict[str, Any], log: RoundLog) -> str:
             + ")"
         )
         lines.append(
-            f"{label:<28}{'':>6}{_pct(results['baseline_test_acc']):>12}"
+            f"{label:<{w}}{'':>6}{_pct(results['baseline_test_acc']):>12}"
             f"{_pct(results['baseline_mal_acc']):>13}"
         )
-    lines.append("-" * 59)
+    lines.append("-" * (w + 31))
     for method, res in results["methods"].items():
         rate = res["pruning_rate"]
         lines.append(

@@ -18,7 +18,17 @@ from simulations.data import get_spec
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
-METHODS = ("fedup", "natural", "none")
+METHODS = (
+    "fedup",
+    "natural",
+    "none",
+    "random_prune",
+    "malicious_magnitude",
+    "not",
+    "federaser",
+    "retrain",
+)
+DETECTORS = ("oracle", "false_positive")
 
 
 def compose(overrides: str | list[str] = "") -> DictConfig:
@@ -60,6 +70,16 @@ class Scenario:
         for method in self.methods:
             if method not in METHODS:
                 raise ValueError(f"unknown unlearning method {method!r}; use {METHODS}")
+        if cfg.detector.name not in DETECTORS:
+            raise ValueError(
+                f"unknown detector {cfg.detector.name!r} for the scenario flow; "
+                f"use one of {DETECTORS}"
+            )
+        if (
+            cfg.detector.name == "false_positive"
+            and cfg.num_malicious + 1 >= cfg.num_clients
+        ):
+            raise ValueError("false_positive needs a benign client to flag")
         if cfg.attack.name not in ("none", "label_flip", "backdoor"):
             raise ValueError(f"unknown attack {cfg.attack.name!r}")
 
@@ -71,6 +91,13 @@ class Scenario:
     def malicious_partitions(self) -> list[int]:
         """Partitions 0 .. num_malicious-1 attack (ground truth: harness only)."""
         return list(range(int(self.cfg.num_malicious)))
+
+    @property
+    def flagged_partitions(self) -> list[int]:
+        """Partitions the detector flags: the attackers, or one benign client."""
+        if self.cfg.detector.name == "false_positive":
+            return [int(self.cfg.num_malicious)]
+        return self.malicious_partitions
 
     @property
     def methods(self) -> list[str]:
@@ -114,16 +141,21 @@ class Scenario:
         )
 
     def method_settings(self, method: str) -> dict[str, Any]:
-        """FedUP arguments for a method (natural = exclusion, no pruning)."""
+        """FedUP arguments for a method (natural = exclusion, no pruning).
+
+        FedUP and the two pruning ablations share P (fixed or adaptive), so
+        the ablations prune the same number of weights per layer.
+        """
         u = self.cfg.unlearning
         common = {
             "p_min": float(u.p_min),
             "p_max": float(u.p_max),
             "gamma": float(u.gamma),
             "rate_limit": int(u.rate_limit),
+            "recovery_rounds": int(u.recovery_rounds),
         }
-        if method == "fedup":
-            rate = u.pruning_rate if u.method == "fedup" else None
+        if method in ("fedup", "random_prune", "malicious_magnitude"):
+            rate = u.pruning_rate
             return {**common, "pruning_rate": None if rate is None else float(rate)}
         return {**common, "pruning_rate": 0.0}
 

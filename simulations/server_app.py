@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from logging import INFO
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from flwr.app import (
@@ -36,6 +36,14 @@ from flwr.serverapp.strategy import FedAvg
 from omegaconf import DictConfig
 
 from fedup_flwr import FedUP, OracleDetector
+from simulations.baselines import (
+    FedEraserCalibration,
+    History,
+    MaliciousMagnitudeFedUP,
+    NoTFedUP,
+    RandomPruneFedUP,
+    RecordingFedUP,
+)
 from simulations.evaluation import Evaluator
 from simulations.models import get_arrays, get_model
 from simulations.results import RoundLog, finish_run
@@ -79,6 +87,9 @@ class Experiment:
         model = get_model(self.cfg.model.name, self.cfg.dataset.name)
         self.initial = ArrayRecord(get_arrays(model))
         self.tolerance = float(self.cfg.tolerance)
+        self.history: History | None = (
+            History() if "federaser" in scenario.methods else None
+        )
 
     # ----------------------------------------------------------- helpers
     def _evaluate_fn(
@@ -93,14 +104,59 @@ class Experiment:
 
         return evaluate
 
-    def _strategy(self, **kwargs: Any) -> FedUP:
-        inner = FedAvg(
+    def _inner(self) -> FedAvg:
+        return FedAvg(
             fraction_train=1.0,
             fraction_evaluate=0.0,
             min_available_nodes=1,
             min_train_nodes=1,
         )
-        return FedUP(inner, **kwargs)
+
+    def _strategy(self, **kwargs: Any) -> FedUP:
+        if self.history is not None:
+            return RecordingFedUP(self._inner(), history=self.history, **kwargs)
+        return FedUP(self._inner(), **kwargs)
+
+    def _method_strategy(
+        self, method: str, flagged: list[int], first_round: int
+    ) -> FedUP:
+        """The strategy that unlearns ``flagged`` with ``method`` in ``first_round``."""
+        detector = None if method == "none" else OracleDetector({first_round: flagged})
+        settings = self.scenario.method_settings(method)
+        u = self.cfg.unlearning
+        if method == "federaser":
+            assert self.history is not None
+            inner = FedEraserCalibration(
+                self.history,
+                first_round=first_round,
+                epoch_fraction=float(u.federaser_epoch_fraction),
+                interval=int(u.federaser_interval),
+                fraction_train=1.0,
+                fraction_evaluate=0.0,
+                min_available_nodes=1,
+                min_train_nodes=1,
+            )
+            strategy = FedUP(inner, first_round=first_round, **settings)
+            strategy.exclude(flagged)  # FedEraser forgets by replaying without them
+            return strategy
+        variants: dict[str, type[FedUP]] = {
+            "random_prune": RandomPruneFedUP,
+            "malicious_magnitude": MaliciousMagnitudeFedUP,
+        }
+        cls = variants.get(method, FedUP)
+        extra: dict[str, Any] = {}
+        if method == "random_prune":
+            extra["mask_seed"] = int(self.cfg.seed)
+        if method == "not":
+            cls = NoTFedUP
+            extra["layers"] = int(u.not_layers)
+        return cls(
+            self._inner(),
+            detector=detector,
+            first_round=first_round,
+            **settings,
+            **extra,
+        )
 
     def _rounds(
         self,
@@ -133,7 +189,7 @@ class Experiment:
         cfg = self.cfg
         wall = time.perf_counter()
         node_of = identify_nodes(grid, self.scenario.num_clients)
-        malicious = sorted(node_of[p] for p in self.scenario.malicious_partitions)
+        flagged = sorted(node_of[p] for p in self.scenario.flagged_partitions)
         last = int(cfg.rounds.train)
 
         train = self._strategy()
@@ -146,29 +202,38 @@ class Experiment:
 
         target = before["test_acc"] - self.tolerance
         events: dict[str, Any] = {}
+        storage: dict[str, float] = {}
         for method in self.scenario.methods:
-            detector = None if method == "none" else OracleDetector({last: malicious})
-            strategy = self._strategy(
-                detector=detector,
-                recovery_rounds=0,
-                first_round=last,
-                **self.scenario.method_settings(method),
-            )
+            if method == "retrain":
+                continue  # baseline B below
+            strategy = self._method_strategy(method, flagged, last)
+            start_arrays, rounds = arrays, 1 + int(cfg.rounds.max_recovery)
+            if method == "federaser":
+                calibration = cast(FedEraserCalibration, strategy.strategy)
+                start_arrays, rounds = (
+                    calibration.initial_arrays(),
+                    calibration.num_steps,
+                )
+                storage[method] = self.history.nbytes() / 2**20 if self.history else 0.0
+            started = time.perf_counter()
             self._rounds(
                 strategy,
                 grid,
-                arrays,
+                start_arrays,
                 "unlearn",
                 method,
-                1 + int(cfg.rounds.max_recovery),
+                rounds,
                 stop=lambda m: m["test_acc"] >= target,
             )
             events[method] = [e for e in strategy.events if e.status == "unlearned"]
+            if method == "federaser":
+                storage[f"{method}_seconds"] = time.perf_counter() - started
 
         retrain_rounds = int(cfg.rounds.max_retrain)
         if retrain_rounds > 0:
+            self.history = None  # B is not part of FedEraser's history
             retrain = self._strategy()
-            retrain.exclude(malicious)
+            retrain.exclude(flagged)
             self._rounds(
                 retrain,
                 grid,
@@ -183,6 +248,7 @@ class Experiment:
             self.out_dir,
             self.log,
             events,
+            storage=storage,
             unlearning_round=last,
             wall_seconds=time.perf_counter() - wall,
         )

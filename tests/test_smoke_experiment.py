@@ -29,7 +29,8 @@ def run(*overrides: str, out: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_smoke_experiment_writes_all_outputs(tmp_path: Path) -> None:
-    proc = run("+experiment=smoke", out=tmp_path)
+    methods = "natural,random_prune,malicious_magnitude,not,federaser,retrain,none"
+    proc = run("+experiment=smoke", f"compare=[{methods}]", out=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     for key in (
@@ -54,10 +55,17 @@ def test_smoke_experiment_writes_all_outputs(tmp_path: Path) -> None:
         "seed",
     ):
         assert key in results, key
-    assert results["method"] == "fedup" and set(results["methods"]) == {
-        "fedup",
-        "natural",
-    }
+    assert results["method"] == "fedup"
+    assert set(results["methods"]) == {"fedup", *methods.split(",")}
+    for name, res in results["methods"].items():
+        assert len(res["test_acc_curve"]) >= 1, name
+        assert "recovery_rounds" in res and "storage_mb" in res, name
+    federaser, fedup_res = results["methods"]["federaser"], results["methods"]["fedup"]
+    assert federaser["storage_mb"] > fedup_res["storage_mb"] > 0
+    assert (
+        results["methods"]["retrain"]["recovery_rounds"]
+        == results["rounds_from_scratch"]
+    )
     fedup = results["methods"]["fedup"]
     assert 0.01 <= fedup["pruning_rate"] <= 0.15  # adaptive P within [p_min, p_max]
     assert fedup["storage_mb"] > 0 and fedup["unlearn_seconds"] > 0
@@ -75,7 +83,7 @@ def test_smoke_experiment_writes_all_outputs(tmp_path: Path) -> None:
     assert "R* =" in proc.stdout and "before unlearning" in proc.stdout
 
     # resume=true (the default) skips a finished run without starting Ray.
-    again = run("+experiment=smoke", out=tmp_path)
+    again = run("+experiment=smoke", f"compare=[{methods}]", out=tmp_path)
     assert again.returncode == 0 and "skipping (resume=true)" in again.stdout
 
 
@@ -83,3 +91,29 @@ def test_bad_config_fails_before_ray(tmp_path: Path) -> None:
     proc = run("+experiment=smoke", "num_malicious=9", out=tmp_path)
     assert proc.returncode != 0
     assert "num_malicious must be in [0, num_clients)" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # Table V: the detector flags one benign client.
+        ("detector=false_positive", "compare=[natural]"),
+        # Table VII: no attack, forget one client with FedEraser, NoT and FedUP.
+        (
+            "attack=none",
+            "num_malicious=1",
+            "unlearning.pruning_rate=0.3",
+            "compare=[federaser,not]",
+        ),
+    ],
+)
+def test_other_scenarios_at_smoke_scale(
+    tmp_path: Path, overrides: tuple[str, ...]
+) -> None:
+    proc = run("+experiment=smoke", "rounds.max_retrain=1", *overrides, out=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert 0 < results["forget_acc_before"] <= 1
+    for res in results["methods"].values():
+        assert 0 <= res["forget_acc_after"] <= 1
