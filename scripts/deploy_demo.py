@@ -56,9 +56,9 @@ NUM_NODES = 4
 FLAGGED_PARTITION = 0
 UNLEARNING_ROUND = 3
 OVERRIDES = "+experiment=deploy"
-# With a restart, one more recovery round so that at least one round is
-# configured while the restarted SuperNode is back online.
-RESTART_OVERRIDES = "rounds.max_recovery=3"
+# With a restart: never count as recovered, so that every ``max_recovery`` round
+# runs and at least one is configured while the restarted SuperNode is back.
+RESTART_OVERRIDES = "tolerance=-1.0"
 APP_ITEMS = ("simulations", "fedup_flwr", "conf")
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

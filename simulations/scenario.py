@@ -68,7 +68,15 @@ class Scenario:
         if cfg.rounds.train < 1:
             raise ValueError(f"rounds.train must be >= 1, got {cfg.rounds.train}")
         for method in self.methods:
-            if method not in METHODS:
+            if method.startswith("fedup-"):
+                rate = method.removeprefix("fedup-")
+                try:
+                    ok = 0.0 <= float(rate) <= 1.0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise ValueError(f"{method!r}: use fedup-<rate> with a rate in [0, 1]")
+            elif method not in METHODS:
                 raise ValueError(f"unknown unlearning method {method!r}; use {METHODS}")
         if cfg.detector.name not in DETECTORS:
             raise ValueError(
@@ -147,6 +155,9 @@ class Scenario:
         the ablations prune the same number of weights per layer.
         """
         u = self.cfg.unlearning
+        fixed = None
+        if method.startswith("fedup-"):
+            method, fixed = "fedup", float(method.removeprefix("fedup-"))
         common = {
             "p_min": float(u.p_min),
             "p_max": float(u.p_max),
@@ -155,7 +166,7 @@ class Scenario:
             "recovery_rounds": int(u.recovery_rounds),
         }
         if method in ("fedup", "random_prune", "malicious_magnitude"):
-            rate = u.pruning_rate
+            rate = u.pruning_rate if fixed is None else fixed
             return {**common, "pruning_rate": None if rate is None else float(rate)}
         return {**common, "pruning_rate": 0.0}
 

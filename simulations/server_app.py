@@ -139,6 +139,8 @@ class Experiment:
             strategy = FedUP(inner, first_round=first_round, **settings)
             strategy.exclude(flagged)  # FedEraser forgets by replaying without them
             return strategy
+        if method.startswith("fedup-"):
+            method = "fedup"
         variants: dict[str, type[FedUP]] = {
             "random_prune": RandomPruneFedUP,
             "malicious_magnitude": MaliciousMagnitudeFedUP,
@@ -167,18 +169,25 @@ class Experiment:
         method: str,
         num_rounds: int,
         stop: Callable[[dict[str, float]], bool] | None = None,
+        min_rounds: int = 0,
     ) -> ArrayRecord:
         """Run rounds one ``start`` at a time so a phase can stop early."""
         started = [time.perf_counter()]
         evaluate = self._evaluate_fn(phase, method, started)
-        end = strategy.next_round + num_rounds
+        first = strategy.next_round
+        end = first + num_rounds
         while strategy.next_round < end:
             before = strategy.next_round
             result = strategy.start(
                 grid, arrays, num_rounds=1, evaluate_fn=evaluate, timeout=3600
             )
             arrays = result.arrays
-            if stop is not None and stop(self.log.last(phase, method)):
+            done = strategy.next_round - first
+            if (
+                stop is not None
+                and done > min_rounds
+                and stop(self.log.last(phase, method))
+            ):
                 break
             if strategy.next_round == before:  # pragma: no cover - defensive
                 break
@@ -224,6 +233,7 @@ class Experiment:
                 method,
                 rounds,
                 stop=lambda m: m["test_acc"] >= target,
+                min_rounds=int(cfg.rounds.get("min_recovery", 0) or 0),
             )
             events[method] = [e for e in strategy.events if e.status == "unlearned"]
             if method == "federaser":
