@@ -9,6 +9,7 @@ The maths lives in :mod:`fedup_flwr.core`.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -271,7 +272,11 @@ class FedUP(Strategy):
         }
         self._seen.update(self._last_replies)
         self._detect(server_round, valid)
-        benign = [r for r in valid if r.node_id not in self.excluded]
+        # Replies arrive in any order; a canonical order makes the float sums
+        # (and so the global model) reproducible run to run.
+        benign = sorted(
+            (r for r in valid if r.node_id not in self.excluded), key=_canonical_key
+        )
         arrays, metrics = self._aggregate_inner(server_round, benign, failed)
         if arrays is not None and self._unlearning_due(server_round):
             arrays = self._unlearn(server_round, arrays, benign)
@@ -699,6 +704,14 @@ class FedUP(Strategy):
             done += extra
         self._round_offset = done
         return result
+
+
+def _canonical_key(reply: ValidReply) -> tuple[int, bytes, int]:
+    """Order replies by content, not by arrival or node id (ids change per run)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for arr in (reply.arrays[0], reply.arrays[-1]):
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return (reply.num_examples, digest.digest(), reply.node_id)
 
 
 def _shifted(evaluate_fn: EvaluateFn | None, offset: int) -> EvaluateFn | None:

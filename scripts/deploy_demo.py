@@ -431,7 +431,7 @@ def prepare_app(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for item in APP_ITEMS:
-        shutil.copytree(ROOT / item, dest / item, ignore=ignore)
+        shutil.copytree(ROOT / item, dest / item, ignore=ignore, dirs_exist_ok=True)
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     (dest / "pyproject.toml").write_text(strip_federations(text), encoding="utf-8")
     return dest
@@ -1034,6 +1034,31 @@ def run_identity_probe(args: argparse.Namespace) -> None:
         ok[0] = True
 
 
+def prepare(folder: Path, port: int) -> None:
+    """Write what the manual walk-through of docs/deploying.md needs.
+
+    Parameters
+    ----------
+    folder : Path
+        Gets ``tls/`` (CA, server certificate and key), ``keys/`` (a key pair
+        per SuperNode, and one that is never registered), ``app/`` (the app
+        for ``flwr run``) and ``cli/config.toml`` (the ``fedup-deploy``
+        connection to ``127.0.0.1:port`` over TLS).
+    port : int
+        Port of the SuperLink.
+    """
+    tls = make_tls(folder / "tls")
+    for name in [f"node-{i}" for i in range(NUM_NODES)] + ["unregistered"]:
+        make_node_key(folder / "keys", name)
+    prepare_app(folder / "app")
+    write_flower_config(folder / "cli", f"{HOST}:{port}", tls.ca_cert)
+    for path in sorted(
+        p for p in folder.rglob("*") if p.parent.name in {"tls", "keys"}
+    ):
+        say(f"wrote {path}")
+    say(f"wrote {folder / 'app'} and {folder / 'cli' / 'config.toml'}")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line of the demo."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1052,6 +1077,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--identity-probe",
         action="store_true",
         help="no run: restart one SuperNode and print its node ids",
+    )
+    parser.add_argument(
+        "--prepare",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="no run: write certificates, SuperNode keys, the app copy and the "
+        "CLI config for the manual walk-through of docs/deploying.md into DIR",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=9092,
+        help="SuperLink port written by --prepare (default: 9092)",
     )
     parser.add_argument(
         "--timeout",
@@ -1078,7 +1117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        if args.identity_probe:
+        if args.prepare is not None:
+            prepare(args.prepare, args.port)
+        elif args.identity_probe:
             run_identity_probe(args)
         else:
             run_demo(args)

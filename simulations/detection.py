@@ -751,6 +751,7 @@ def load_results(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
             s["dataset"] != "fashion_mnist",
             s["attack"] == "none",
             s["attack"],
+            s["partition"] != "iid",
             s["partition"],
             s["num_clients"],
             s["num_malicious"],

@@ -65,6 +65,21 @@ ABLATION = (
     "rounds.min_recovery=10",
     "rounds.max_recovery=10",
 )
+# Table VII: no attack; forget one client (partition 0) with FedUP (P = 0.3),
+# FedEraser and NoT; LeNet-5, 30% of CIFAR-10, 5 local epochs, 10 rounds.
+BENIGN = (
+    "dataset=cifar10",
+    "model=lenet5",
+    "attack=none",
+    "train.local_epochs=5",
+    "fraction=0.3",
+    "test_fraction=0.5",
+    "rounds.train=10",
+    "rounds.max_recovery=10",
+    "rounds.max_retrain=0",
+    "unlearning.pruning_rate=0.3",
+    "compare=[federaser,not]",
+)
 SWEEP = (
     "compare=[natural,fedup-0.01,fedup-0.05,fedup-0.1,fedup-0.15,fedup-0.2,fedup-0.3]"
 )
@@ -102,26 +117,7 @@ def plan() -> list[Run]:
     )
     for p in parts:
         runs.append(Run(f"t4-{p}-10-4", CIFAR_BD + _mix(10, 4) + _part(p) + ABLATION))
-    runs.append(
-        Run(
-            "t7-benign-iid-10",
-            (
-                "dataset=cifar10",
-                "model=lenet5",
-                "attack=none",
-                "train.local_epochs=5",
-                "fraction=0.3",
-                "test_fraction=0.5",
-                "rounds.train=10",
-                "rounds.max_recovery=10",
-                "rounds.max_retrain=0",
-                "unlearning.pruning_rate=0.3",
-                "compare=[federaser,not]",
-            )
-            + _mix(10, 1)
-            + _part("iid"),
-        )
-    )
+    runs.append(Run("t7-benign-iid-10", (*BENIGN, *_mix(10, 1), *_part("iid"))))
     for p in parts:
         runs.append(
             Run(

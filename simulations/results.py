@@ -83,6 +83,14 @@ class RoundLog:
             flush=True,
         )
 
+    def restore(self, rows: list[dict[str, Any]]) -> None:
+        """Replace the rows (resuming a run) and rewrite the CSV file."""
+        self.rows = [dict(r) for r in rows]
+        with self.path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
     def add_initial(self, metrics: dict[str, float]) -> None:
         self.add("init", "all", 0, seconds=0.0, **metrics)
 

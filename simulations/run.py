@@ -38,7 +38,9 @@ def backend_config(cfg: DictConfig) -> dict[str, Any]:
 def run_scenario(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Run one scenario into ``out_dir``; skip it when its results exist."""
     done = out_dir / "results.json"
-    if cfg.resume and done.exists():
+    if cfg.resume and (out_dir / "checkpoint.pkl").exists():
+        print(f"resuming the run in {out_dir} from its checkpoint")
+    elif cfg.resume and done.exists():
         print(f"{done} exists; skipping (resume=true)")
         results: dict[str, Any] = json.loads(done.read_text())
         return results

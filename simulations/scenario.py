@@ -75,7 +75,9 @@ class Scenario:
                 except ValueError:
                     ok = False
                 if not ok:
-                    raise ValueError(f"{method!r}: use fedup-<rate> with a rate in [0, 1]")
+                    raise ValueError(
+                        f"{method!r}: use fedup-<rate> with a rate in [0, 1]"
+                    )
             elif method not in METHODS:
                 raise ValueError(f"unknown unlearning method {method!r}; use {METHODS}")
         if cfg.detector.name not in DETECTORS:

@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable
 from logging import INFO
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
+import numpy as np
 import torch
 from flwr.app import (
     ArrayRecord,
@@ -44,6 +45,7 @@ from simulations.baselines import (
     RandomPruneFedUP,
     RecordingFedUP,
 )
+from simulations.checkpoint import STEP_LOG, Checkpoint
 from simulations.evaluation import Evaluator
 from simulations.models import get_arrays, get_model
 from simulations.results import RoundLog, finish_run
@@ -77,7 +79,9 @@ def identify_nodes(grid: Grid, num_nodes: int, timeout: float = 600) -> dict[int
 class Experiment:
     """Runs the phases of one scenario on a Grid and records every round."""
 
-    def __init__(self, scenario: Scenario, out_dir: Path) -> None:
+    def __init__(
+        self, scenario: Scenario, out_dir: Path, *, resume: bool = False
+    ) -> None:
         self.scenario = scenario
         self.cfg = scenario.cfg
         self.out_dir = out_dir
@@ -90,6 +94,11 @@ class Experiment:
         self.history: History | None = (
             History() if "federaser" in scenario.methods else None
         )
+        self.events: dict[str, list[Any]] = {}
+        self.storage: dict[str, float] = {}
+        self._node_of: dict[int, int] = {}
+        self._pid_of: dict[int, int] = {}
+        self.checkpoint = Checkpoint(out_dir / "checkpoint.pkl", enabled=resume)
 
     # ----------------------------------------------------------- helpers
     def _evaluate_fn(
@@ -162,19 +171,24 @@ class Experiment:
 
     def _rounds(
         self,
+        step: str,
         strategy: FedUP,
         grid: Grid,
         arrays: ArrayRecord,
-        phase: str,
-        method: str,
         num_rounds: int,
         stop: Callable[[dict[str, float]], bool] | None = None,
         min_rounds: int = 0,
     ) -> ArrayRecord:
-        """Run rounds one ``start`` at a time so a phase can stop early."""
+        """Run a step's rounds one ``start`` at a time (early stop, checkpoints)."""
+        phase, method = STEP_LOG[step] if step in STEP_LOG else ("unlearn", step)
         started = [time.perf_counter()]
         evaluate = self._evaluate_fn(phase, method, started)
         first = strategy.next_round
+        resumed = self.checkpoint.resume_step(
+            step, strategy, self._pid_of, self._node_of
+        )
+        if resumed is not None:
+            arrays, first = resumed
         end = first + num_rounds
         while strategy.next_round < end:
             before = strategy.next_round
@@ -182,6 +196,9 @@ class Experiment:
                 grid, arrays, num_rounds=1, evaluate_fn=evaluate, timeout=3600
             )
             arrays = result.arrays
+            self.checkpoint.save_round(
+                step, first, arrays, strategy, self.log, self.history, self._pid_of
+            )
             done = strategy.next_round - first
             if (
                 stop is not None
@@ -191,77 +208,121 @@ class Experiment:
                 break
             if strategy.next_round == before:  # pragma: no cover - defensive
                 break
+        self.checkpoint.save_step(step, arrays, self.log, self.history, self._pid_of)
         return arrays
+
+    def _step(
+        self,
+        step: str,
+        build: Callable[[], FedUP],
+        grid: Grid,
+        start: Callable[[], ArrayRecord],
+        num_rounds: int,
+        **kwargs: Any,
+    ) -> tuple[ArrayRecord, FedUP | None]:
+        """Run a step unless the checkpoint says it is done."""
+        if step in self.checkpoint.done:
+            return self.checkpoint.done[step], None
+        strategy = build()
+        return self._rounds(
+            step, strategy, grid, start(), num_rounds, **kwargs
+        ), strategy
 
     # ------------------------------------------------------------ phases
     def run(self, grid: Grid) -> dict[str, Any]:
         cfg = self.cfg
         wall = time.perf_counter()
-        node_of = identify_nodes(grid, self.scenario.num_clients)
-        flagged = sorted(node_of[p] for p in self.scenario.flagged_partitions)
+        self._node_of = identify_nodes(grid, self.scenario.num_clients)
+        self._pid_of = {n: p for p, n in self._node_of.items()}
+        flagged = sorted(self._node_of[p] for p in self.scenario.flagged_partitions)
         last = int(cfg.rounds.train)
+        self.checkpoint.restore(self.log, self)
 
-        train = self._strategy()
-        self.log.add_initial(self.evaluator.evaluate(self.initial.to_numpy_ndarrays()))
-        arrays = self._rounds(train, grid, self.initial, "train", "all", last - 1)
-        before_strategy = self._strategy(first_round=last)
-        self._rounds(before_strategy, grid, arrays, "train", "all", 1)
+        if not self.log.rows:
+            initial = self.evaluator.evaluate(self.initial.to_numpy_ndarrays())
+            self.log.add_initial(initial)
+        trained, _ = self._step(
+            "train", self._strategy, grid, lambda: self.initial, last - 1
+        )
+        self._step(
+            "before",
+            lambda: self._strategy(first_round=last),
+            grid,
+            lambda: trained,
+            1,
+        )
         before = self.log.last("train", "all")
         log(INFO, "Before unlearning: %s", before)
 
         target = before["test_acc"] - self.tolerance
-        events: dict[str, Any] = {}
-        storage: dict[str, float] = {}
+        min_rounds = int(cfg.rounds.get("min_recovery", 0) or 0)
         for method in self.scenario.methods:
             if method == "retrain":
                 continue  # baseline B below
-            strategy = self._method_strategy(method, flagged, last)
-            start_arrays, rounds = arrays, 1 + int(cfg.rounds.max_recovery)
+            rounds = 1 + int(cfg.rounds.max_recovery)
+            start: Callable[[], ArrayRecord] = lambda: trained  # noqa: E731
             if method == "federaser":
-                calibration = cast(FedEraserCalibration, strategy.strategy)
-                start_arrays, rounds = (
-                    calibration.initial_arrays(),
-                    calibration.num_steps,
+                assert self.history is not None
+                calibration = FedEraserCalibration(
+                    self.history,
+                    first_round=last,
+                    interval=int(cfg.unlearning.federaser_interval),
                 )
-                storage[method] = self.history.nbytes() / 2**20 if self.history else 0.0
+                start, rounds = calibration.initial_arrays, calibration.num_steps
+                self.storage[method] = self.history.nbytes() / 2**20
             started = time.perf_counter()
-            self._rounds(
-                strategy,
-                grid,
-                start_arrays,
-                "unlearn",
+            _, strategy = self._step(
                 method,
+                lambda m=method: self._method_strategy(m, flagged, last),  # type: ignore[misc]
+                grid,
+                start,
                 rounds,
                 stop=lambda m: m["test_acc"] >= target,
-                min_rounds=int(cfg.rounds.get("min_recovery", 0) or 0),
+                min_rounds=min_rounds,
             )
-            events[method] = [e for e in strategy.events if e.status == "unlearned"]
-            if method == "federaser":
-                storage[f"{method}_seconds"] = time.perf_counter() - started
+            if strategy is not None:
+                self.events[method] = [
+                    e for e in strategy.events if e.status == "unlearned"
+                ]
+                self.checkpoint.save_events(self.events, self.storage)
+            if method == "federaser" and strategy is not None:
+                self.storage[f"{method}_seconds"] = time.perf_counter() - started
+                self.checkpoint.save_events(self.events, self.storage)
 
         retrain_rounds = int(cfg.rounds.max_retrain)
         if retrain_rounds > 0:
             self.history = None  # B is not part of FedEraser's history
-            retrain = self._strategy()
-            retrain.exclude(flagged)
-            self._rounds(
-                retrain,
+
+            def build_retrain() -> FedUP:
+                retrain = self._strategy()
+                retrain.exclude(flagged)
+                return retrain
+
+            self._step(
+                "retrain",
+                build_retrain,
                 grid,
-                self.initial,
-                "retrain",
-                "retrain",
+                lambda: self.initial,
                 retrain_rounds,
                 stop=lambda m: m["test_acc"] >= target,
             )
-        return finish_run(
+        results = finish_run(
             self.scenario,
             self.out_dir,
             self.log,
-            events,
-            storage=storage,
+            self.events,
+            storage=self.storage,
             unlearning_round=last,
             wall_seconds=time.perf_counter() - wall,
         )
+        finals: dict[str, Any] = {
+            f"{step}/{i}": a
+            for step, rec in self.checkpoint.done.items()
+            for i, a in enumerate(rec.to_numpy_ndarrays())
+        }
+        np.savez(self.out_dir / "final_arrays.npz", **finals)
+        self.checkpoint.remove()
+        return results
 
 
 def make_server_app(
@@ -280,7 +341,8 @@ def make_server_app(
         scenario = Scenario(config)
         folder = out_dir or Path("outputs") / "flwr-run" / str(config.name)
         folder.mkdir(parents=True, exist_ok=True)
-        results = Experiment(scenario, folder).run(grid)
+        resume = bool(config.get("resume", False))
+        results = Experiment(scenario, folder, resume=resume).run(grid)
         if on_done is not None:
             on_done(results)
 
