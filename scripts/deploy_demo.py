@@ -963,7 +963,10 @@ def workspace(keep: Path | None) -> Iterator[tuple[Path, list[bool]]]:
     ok = [False]
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-        yield keep, ok
+        try:
+            yield keep, ok
+        finally:
+            say(f"logs in {keep}")
         return
     folder = Path(tempfile.mkdtemp(prefix="fedup-deploy-"))
     try:

@@ -33,6 +33,7 @@ STEP_LOG = {
     "train": ("train", "all"),
     "before": ("train", "all"),
     "retrain": ("retrain", "retrain"),
+    "online": ("online", "fedup"),
 }
 
 Mapping_ = dict[int, int]

@@ -530,6 +530,42 @@ def write_outputs(
     return result
 
 
+def make_evaluator(
+    scenario: Scenario,
+) -> Callable[[list[NDArray[Any]]], dict[str, float]]:
+    """The experiments' :class:`~simulations.evaluation.Evaluator`, or test accuracy.
+
+    The Evaluator needs clients to forget; without them (``num_malicious=0``)
+    only the test accuracy is measured (``attack_success`` is then 0).
+    """
+    from simulations.evaluation import Evaluator
+
+    try:
+        return Evaluator(scenario).evaluate
+    except ValueError as err:
+        log(WARNING, "Evaluator unavailable (%s); measuring test accuracy only", err)
+    import torch
+
+    from simulations.data import load_test
+    from simulations.models import get_model, set_arrays
+    from simulations.training import predict, resolve_device
+
+    cfg = scenario.cfg
+    model = get_model(cfg.model.name, cfg.dataset.name)
+    test = load_test(
+        cfg.dataset.name, fraction=float(cfg.test_fraction), seed=int(cfg.seed)
+    )
+    device = resolve_device("auto")
+
+    def evaluate(arrays: list[NDArray[Any]]) -> dict[str, float]:
+        set_arrays(model, arrays)
+        preds: torch.Tensor = predict(model, test.x, device=device)
+        accuracy = float((preds == test.y).float().mean())
+        return {"test_acc": accuracy, "mal_acc": 0.0, "attack_success": 0.0}
+
+    return evaluate
+
+
 def make_detection_server_app(
     cfg: DictConfig,
     out_dir: Path,
@@ -549,7 +585,6 @@ def make_detection_server_app(
     on_done : Callable or None
         Called with the content of ``detection.json``.
     """
-    from simulations.evaluation import Evaluator
     from simulations.models import get_arrays, get_model
     from simulations.server_app import identify_nodes
 
@@ -569,10 +604,10 @@ def make_detection_server_app(
         strategy = DetectingFedAvg(build_detectors(cfg), record)
         evaluate_fn = None
         if bool(cfg.detection.evaluate):
-            evaluator = Evaluator(scenario)
+            evaluator = make_evaluator(scenario)
 
             def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-                metrics = evaluator.evaluate(arrays.to_numpy_ndarrays())
+                metrics = evaluator(arrays.to_numpy_ndarrays())
                 record.evaluations[server_round] = metrics
                 values: dict[str, int | float | list[int] | list[float]] = {
                     k: float(v) for k, v in metrics.items()

@@ -128,6 +128,28 @@ def plan() -> list[Run]:
                 + ("detector=false_positive", "compare=[]", "rounds.max_retrain=0"),
             )
         )
+    # Issue 5 end to end: real detectors every round from round 3, beside the
+    # oracle run t3-iid-10-3-s42; and a DoS detector against the rate limit.
+    for det in ("last_layer_cluster", "cosine_outlier", "krum_score"):
+        runs.append(
+            Run(
+                f"e2e-{det}-iid-10-3",
+                (*FMNIST_LF, *_mix(10, 3), *_part("iid"), f"detector={det}"),
+            )
+        )
+    runs.append(
+        Run(
+            "dos-iid-10-3",
+            (
+                *FMNIST_LF,
+                *_mix(10, 3),
+                *_part("iid"),
+                "detector=dos",
+                "unlearning.rate_limit=5",
+                "rounds.max_retrain=0",
+            ),
+        )  # fmt: skip
+    )
     for clients, mal in ((5, 2), (10, 4), (20, 6), (20, 9)):
         for p in parts:
             runs.append(
@@ -184,6 +206,7 @@ def run_one(run: Run) -> bool:
     folder = RESULTS / run.name
     if (folder / "results.json").exists():
         return True
+    print(f"{run.name}: starting", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
@@ -192,7 +215,7 @@ def run_one(run: Run) -> bool:
         *run.overrides,
         f"name={run.name}",
         f"hydra.run.dir={folder}",
-        "resume=false",
+        "resume=true",  # continue from the checkpoint of a killed run
     ]
     (folder / "command.txt").write_text(
         "python -m simulations.run " + " ".join(cmd[3:-2]) + "\n"

@@ -183,10 +183,18 @@ def finish_run(
     storage: dict[str, float] | None = None,
     unlearning_round: int,
     wall_seconds: float,
+    before: dict[str, Any] | None = None,
+    method_rows: dict[str, list[dict[str, Any]]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write results.json and curves.png, print the table; return the results."""
+    """Write results.json and curves.png, print the table; return the results.
+
+    ``before`` and ``method_rows`` default to the one-shot flow's rows (the
+    last training round, and each method's ``unlearn`` rows).
+    """
     cfg = scenario.cfg
-    before = log.last("train", "all")
+    before = before if before is not None else log.last("train", "all")
+    method_rows = method_rows or {}
     retrain_rows = log.select("retrain", "retrain")
     target = before["test_acc"] - float(cfg.tolerance)
     r_star_idx = _first(retrain_rows, lambda r: r["test_acc"] >= target)
@@ -198,6 +206,7 @@ def finish_run(
     methods: dict[str, Any] = {}
     for m in scenario.methods:
         rows = retrain_rows if m == "retrain" else log.select("unlearn", m)
+        rows = method_rows.get(m, rows)
         if not rows:
             continue
         res = method_results(
@@ -249,6 +258,7 @@ def finish_run(
         "wall_seconds": round(wall_seconds, 1),
         "commit": _git_commit(),
         "hardware": _hardware(),
+        **(extra or {}),
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     plot_curves(log, results, out_dir / "curves.png")
@@ -313,7 +323,11 @@ def plot_curves(log: RoundLog, results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    train = log.select("init", "all") + log.select("train", "all")
+    train = (
+        log.select("init", "all")
+        + log.select("train", "all")
+        + log.select("online", "fedup")  # online detection: one curve
+    )
     t = results["unlearning_round"]
     for ax, key, title in (
         (axes[0], "test_acc", "test accuracy"),

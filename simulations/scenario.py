@@ -28,7 +28,10 @@ METHODS = (
     "federaser",
     "retrain",
 )
-DETECTORS = ("oracle", "false_positive")
+# One-shot detectors flag in the last training round; online ones run every
+# round (the registry's detectors, and the DoS detector).
+ONE_SHOT_DETECTORS = ("oracle", "false_positive")
+ONLINE_DETECTORS = ("last_layer_cluster", "cosine_outlier", "krum_score", "dos")
 
 
 def compose(overrides: str | list[str] = "") -> DictConfig:
@@ -80,10 +83,10 @@ class Scenario:
                     )
             elif method not in METHODS:
                 raise ValueError(f"unknown unlearning method {method!r}; use {METHODS}")
-        if cfg.detector.name not in DETECTORS:
+        detectors = ONE_SHOT_DETECTORS + ONLINE_DETECTORS
+        if cfg.detector.name not in detectors:
             raise ValueError(
-                f"unknown detector {cfg.detector.name!r} for the scenario flow; "
-                f"use one of {DETECTORS}"
+                f"unknown detector {cfg.detector.name!r}; use one of {detectors}"
             )
         if (
             cfg.detector.name == "false_positive"
@@ -101,6 +104,25 @@ class Scenario:
     def malicious_partitions(self) -> list[int]:
         """Partitions 0 .. num_malicious-1 attack (ground truth: harness only)."""
         return list(range(int(self.cfg.num_malicious)))
+
+    @property
+    def online(self) -> bool:
+        """Detection every round (a real detector) rather than an oracle at T."""
+        return str(self.cfg.detector.name) in ONLINE_DETECTORS
+
+    def make_detector(self) -> Any:
+        """The configured online detector, wrapped to act from ``from_round``."""
+        from simulations.online import FlagEveryRound, FromRound
+
+        det = self.cfg.detector
+        if det.name == "dos":
+            inner: Any = FlagEveryRound()
+        else:
+            from fedup_flwr.detectors import get_detector
+
+            params = dict(det.get("params") or {})
+            inner = get_detector(str(det.name), seed=int(self.cfg.seed), **params)
+        return FromRound(inner, int(det.from_round or 1))
 
     @property
     def flagged_partitions(self) -> list[int]:

@@ -121,6 +121,12 @@ class Experiment:
             min_train_nodes=1,
         )
 
+    def _inner_fedup(self) -> FedUP:
+        return FedUP(self._inner())
+
+    def _run_online(self, grid: Grid, wall: float) -> dict[str, Any]:
+        return _online_rounds(self, grid, wall)
+
     def _strategy(self, **kwargs: Any) -> FedUP:
         if self.history is not None:
             return RecordingFedUP(self._inner(), history=self.history, **kwargs)
@@ -237,6 +243,8 @@ class Experiment:
         flagged = sorted(self._node_of[p] for p in self.scenario.flagged_partitions)
         last = int(cfg.rounds.train)
         self.checkpoint.restore(self.log, self)
+        if self.scenario.online:
+            return self._run_online(grid, wall)
 
         if not self.log.rows:
             initial = self.evaluator.evaluate(self.initial.to_numpy_ndarrays())
@@ -323,6 +331,73 @@ class Experiment:
         np.savez(self.out_dir / "final_arrays.npz", **finals)
         self.checkpoint.remove()
         return results
+
+
+def _online_rounds(self: Experiment, grid: Grid, wall: float) -> dict[str, Any]:
+    """Online flow: detection every round, FedUP fires on detection, then B."""
+    cfg = self.cfg
+    malicious = sorted(self._node_of[p] for p in self.scenario.malicious_partitions)
+    if not self.log.rows:
+        self.log.add_initial(self.evaluator.evaluate(self.initial.to_numpy_ndarrays()))
+    total = int(cfg.rounds.train) + int(cfg.rounds.max_recovery)
+
+    def build() -> FedUP:
+        settings = self.scenario.method_settings("fedup")
+        return FedUP(self._inner(), detector=self.scenario.make_detector(), **settings)
+
+    _, strategy = self._step("online", build, grid, lambda: self.initial, total)
+    if strategy is not None:
+        self.events["fedup"] = list(strategy.events)
+        self.checkpoint.save_events(self.events, self.storage)
+    rows = self.log.select("online", "fedup")
+    unlearned = [e for e in self.events.get("fedup", []) if e.status == "unlearned"]
+    first = unlearned[0].server_round if unlearned else None
+    before = rows[first - 2] if first and first >= 2 else rows[-1]
+    target = before["test_acc"] - self.tolerance
+    if int(cfg.rounds.max_retrain) > 0:
+
+        def build_retrain() -> FedUP:
+            retrain = self._inner_fedup()
+            retrain.exclude(malicious)
+            return retrain
+
+        self._step(
+            "retrain",
+            build_retrain,
+            grid,
+            lambda: self.initial,
+            int(cfg.rounds.max_retrain),
+            stop=lambda m: m["test_acc"] >= target,
+        )
+    pid = self._pid_of
+    detection: dict[str, Any] = {
+        "unlearning_rounds": [e.server_round for e in unlearned],
+        "unlearned_partitions": [sorted(pid[n] for n in e.node_ids) for e in unlearned],
+        "refused": [
+            {"round": e.server_round, "partitions": sorted(pid[n] for n in e.node_ids)}
+            for e in self.events.get("fedup", [])
+            if e.status == "refused"
+        ],
+        "first_unlearning_round": first,
+    }
+    flagged = {pid[n] for e in unlearned for n in e.node_ids}
+    truth = set(self.scenario.malicious_partitions)
+    detection["precision"] = len(flagged & truth) / len(flagged) if flagged else None
+    detection["recall"] = len(flagged & truth) / len(truth) if truth else None
+    results = finish_run(
+        self.scenario,
+        self.out_dir,
+        self.log,
+        {"fedup": unlearned},
+        storage=self.storage,
+        unlearning_round=first or int(cfg.rounds.train),
+        wall_seconds=time.perf_counter() - wall,
+        before=before,
+        method_rows={"fedup": rows[first - 1 :] if first else rows[-1:]},
+        extra={"detection": detection},
+    )
+    self.checkpoint.remove()
+    return results
 
 
 def make_server_app(

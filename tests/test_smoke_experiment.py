@@ -117,3 +117,13 @@ def test_other_scenarios_at_smoke_scale(
     assert 0 < results["forget_acc_before"] <= 1
     for res in results["methods"].values():
         assert 0 <= res["forget_acc_after"] <= 1
+    if "detector=dos" in overrides:
+        rounds = results["detection"]["unlearning_rounds"]
+        assert len(rounds) >= 2 and all(b - a >= 2 for a, b in zip(rounds, rounds[1:]))
+        assert results["detection"]["refused"], "the guard never refused"
+        assert results["test_acc_after"] > 0.3  # accuracy stays up under the DoS
+    if "detector=last_layer_cluster" in overrides:
+        detection = results["detection"]
+        assert detection["first_unlearning_round"] is None or (
+            detection["first_unlearning_round"] >= 2
+        )
