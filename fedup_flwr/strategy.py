@@ -33,8 +33,8 @@ from fedup_flwr.core import (
 from fedup_flwr.detector import Detector
 from fedup_flwr.validation import (
     ValidReply,
-    majority_metric_keys,
     validate_train_reply,
+    with_common_metrics,
 )
 
 __all__ = ["FedUP", "UnlearningEvent"]
@@ -224,6 +224,17 @@ class FedUP(Strategy):
     ) -> Iterable[Message]:
         """Configure training on the non-excluded nodes; remember the arrays sent."""
         server_round += self._round_offset
+        needed = getattr(self.strategy, "min_available_nodes", 0)
+        eligible = [n for n in grid.get_node_ids() if n not in self.excluded]
+        if len(eligible) < needed:
+            log(
+                WARNING,
+                "FedUP: %d nodes are left after excluding %s, fewer than the inner "
+                "strategy's min_available_nodes=%d; it will wait for more nodes",
+                len(eligible),
+                sorted(self.excluded),
+                needed,
+            )
         self._global_keys = list(arrays.keys())
         self._global_arrays = arrays.to_numpy_ndarrays()
         messages = self._drop_excluded(
@@ -303,7 +314,6 @@ class FedUP(Strategy):
     def _validate(
         self, server_round: int, replies: list[Message]
     ) -> tuple[list[ValidReply], list[Message]]:
-        keys = majority_metric_keys(replies)
         valid: list[ValidReply] = []
         failed: list[Message] = []
         rejected = 0
@@ -323,7 +333,6 @@ class FedUP(Strategy):
                 global_arrays=self._global_arrays,
                 global_keys=self._global_keys,
                 weighted_by_key=self.weighted_by_key,
-                metric_keys=keys,
                 max_abs=self.max_abs,
                 max_examples=self.max_examples,
             )
@@ -341,7 +350,7 @@ class FedUP(Strategy):
             else:
                 valid.append(result)
         self._round_metrics["fedup-rejected-replies"] = float(rejected)
-        return valid, failed
+        return with_common_metrics(valid), failed
 
     def _detect(self, server_round: int, valid: list[ValidReply]) -> None:
         if self.detector is None or not valid:

@@ -7,16 +7,15 @@ model; every check returns a reason string instead of raising.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-from flwr.app import Message
+from flwr.app import Message, MetricRecord, RecordDict
 from numpy.typing import NDArray
 
-__all__ = ["ValidReply", "majority_metric_keys", "validate_train_reply"]
+__all__ = ["ValidReply", "validate_train_reply", "with_common_metrics"]
 
 
 @dataclass(frozen=True)
@@ -53,17 +52,38 @@ def _check_num_examples(value: Any, max_examples: int) -> str | None:
     return None
 
 
-def majority_metric_keys(messages: Sequence[Message]) -> frozenset[str] | None:
-    """The most common key set among replies with exactly one MetricRecord."""
-    key_sets: Counter[frozenset[str]] = Counter()
-    for msg in messages:
-        if msg.has_error() or len(msg.content.metric_records) != 1:
+def with_common_metrics(replies: list[ValidReply]) -> list[ValidReply]:
+    """Trim every reply's MetricRecord to the keys all valid replies share.
+
+    Flower's aggregation needs identical metric keys; a client that adds or
+    omits a metric must not make the round fail, nor make honest replies look
+    inconsistent. Messages that already match are returned unchanged.
+    """
+    if not replies:
+        return replies
+    key_sets = [frozenset(_metrics(r.message).keys()) for r in replies]
+    common = frozenset.intersection(*key_sets)
+    out = []
+    for reply, keys in zip(replies, key_sets):
+        if keys == common:
+            out.append(reply)
             continue
-        record = next(iter(msg.content.metric_records.values()))
-        key_sets[frozenset(record.keys())] += 1
-    if not key_sets:
-        return None
-    return key_sets.most_common(1)[0][0]
+        content = reply.message.content
+        name, record = next(iter(content.metric_records.items()))
+        trimmed = RecordDict(
+            {
+                **dict(content.array_records.items()),
+                name: MetricRecord({k: v for k, v in record.items() if k in common}),
+            }
+        )
+        # FedUP owns the replies it was handed; trim the metrics in place.
+        reply.message.content = trimmed
+        out.append(reply)
+    return out
+
+
+def _metrics(msg: Message) -> MetricRecord:
+    return next(iter(msg.content.metric_records.values()))
 
 
 def validate_train_reply(
@@ -72,7 +92,6 @@ def validate_train_reply(
     global_arrays: Sequence[NDArray[Any]],
     global_keys: Sequence[str],
     weighted_by_key: str,
-    metric_keys: frozenset[str] | None,
     max_abs: float | None,
     max_examples: int,
 ) -> ValidReply | str:
@@ -92,11 +111,6 @@ def validate_train_reply(
     if len(content.metric_records) != 1:
         return f"expected one MetricRecord, got {len(content.metric_records)}"
     metrics = next(iter(content.metric_records.values()))
-    if metric_keys is not None and frozenset(metrics.keys()) != metric_keys:
-        return (
-            f"metric keys {sorted(metrics.keys())} differ from the round's "
-            f"{sorted(metric_keys)}"
-        )
     if weighted_by_key not in metrics:
         return f"the MetricRecord has no {weighted_by_key!r}"
     for key, value in metrics.items():

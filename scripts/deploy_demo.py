@@ -18,7 +18,9 @@ restarted process must come back under the same node id and stay excluded.
 ``--restart-flagged`` does that restart in plain mode too (where, without
 authentication, the restarted SuperNode gets a new node id and the check
 fails). ``--identity-probe`` only restarts one SuperNode, without a run, and
-prints the node ids it got. See ``docs/deploying.md``.
+prints the node ids it got. ``--prepare DIR`` only writes the certificates,
+keys, app copy and CLI config of the manual walk-through in
+``docs/deploying.md``.
 
 Every process the script starts is stopped by its process id before it exits,
 also on failure or timeout. Exit status 0: every check passed; 1: a check
@@ -150,6 +152,13 @@ def _kill(pid: int, sig: signal.Signals) -> None:
         pass
 
 
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def processes_matching(pattern: re.Pattern[str]) -> list[int]:
     """Pids (other than this process) whose command line matches ``pattern``."""
     found = []
@@ -225,26 +234,31 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def stop(self, proc: Proc, grace: float = 15.0) -> None:
-        """Stop ``proc``, its process group and its descendants, by pid."""
-        family = descendants(proc.pid) if proc.popen.poll() is None else []
-        if proc.popen.poll() is None:
+    def stop(self, *procs: Proc, grace: float = 15.0) -> None:
+        """Stop ``procs``, their process groups and their descendants, by pid.
+
+        All get SIGTERM at once; a group still running after ``grace`` seconds
+        gets SIGKILL. Then any descendant still alive is stopped by its pid.
+        """
+        running = [p for p in procs if p.popen.poll() is None]
+        family = [pid for p in running for pid in descendants(p.pid)]
+        for proc in running:
+            _killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in running:
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.popen.wait(grace)
+                proc.popen.wait(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
+                _killpg(proc.pid, signal.SIGKILL)
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
+                    proc.popen.wait(5)
+                except subprocess.TimeoutExpired:
                     pass
-                proc.popen.wait(5)
         self._stop_pids(family)
-        if proc.handle is not None:
-            proc.handle.close()
-            proc.handle = None
+        for proc in procs:
+            if proc.handle is not None:
+                proc.handle.close()
+                proc.handle = None
 
     def _stop_pids(self, pids: list[int]) -> None:
         live = [pid for pid in pids if _alive(pid)]
@@ -258,13 +272,24 @@ class Cluster:
                 _kill(pid, signal.SIGKILL)
 
     def stop_all(self) -> None:
-        """Stop every process started (SuperNodes first), then any leftover."""
-        for proc in reversed(self.procs):
-            self.stop(proc)
-        if self.ports:
-            ports = "|".join(str(p) for p in self.ports)
-            leftover = processes_matching(re.compile(rf"{HOST}:({ports})(?!\d)"))
-            self._stop_pids(leftover)
+        """Stop every process started, then any leftover using one of the ports.
+
+        SIGINT and SIGTERM are ignored meanwhile, so that the clean-up is
+        not cut short.
+        """
+        previous = {
+            sig: signal.signal(sig, signal.SIG_IGN)
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self.stop(*self.procs)
+            if self.ports:
+                ports = "|".join(str(p) for p in self.ports)
+                pattern = re.compile(rf"{re.escape(HOST)}:({ports})(?!\d)")
+                self._stop_pids(processes_matching(pattern))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 # -------------------------------------------------------------- TLS, keys
@@ -585,29 +610,32 @@ class Demo:
         mode = "TLS, SuperNode authentication on" if self.tls_auth else "insecure"
         say(f"SuperLink up on {address} ({mode}), pid {link.pid}")
 
-    def flwr(self, *args: str, timeout: float = 120.0) -> str:
-        """Run the ``flwr`` CLI against this SuperLink; return its output."""
-        result = subprocess.run(
-            [str(BIN / "flwr"), *args],
-            cwd=self.workdir,
-            env=self.cli_env,
-            capture_output=True,
-            text=True,
-            timeout=min(timeout, max(self.deadline.left(), 1.0)),
-            check=False,
-        )
-        output = clean(result.stdout + result.stderr)
-        if result.returncode != 0:
-            raise DemoError(f"flwr {' '.join(args)} failed:\n{output}")
-        return output
+    def register(self, public_keys: Sequence[Path]) -> list[int]:
+        """Register SuperNode public keys with ``flwr supernode register``.
 
-    def register(self, public_key: Path) -> int:
-        """Register a SuperNode public key with ``flwr supernode register``."""
-        out = self.flwr("supernode", "register", str(public_key), CONNECTION)
-        match = re.search(r"SuperNode (\d+) registered", out)
-        if match is None:
-            raise DemoError(f"unexpected output of flwr supernode register:\n{out}")
-        return int(match.group(1))
+        The CLI calls run side by side; returns the node ids, in order.
+        """
+        procs = [
+            self.cluster.start(
+                f"flwr supernode register {key.name}",
+                [str(BIN / "flwr"), "supernode", "register", str(key), CONNECTION],
+                self.workdir / f"register-{key.stem}.log",
+                self.workdir,
+                self.cli_env,
+            )
+            for key in public_keys
+        ]
+        ids = []
+        for proc in procs:
+            try:
+                proc.popen.wait(min(120.0, max(self.deadline.left(), 1.0)))
+            except subprocess.TimeoutExpired:
+                raise DemoError(f"{proc.name} timed out:\n{proc.tail()}") from None
+            match = re.search(r"SuperNode (\d+) registered", proc.text())
+            if proc.popen.returncode != 0 or match is None:
+                raise DemoError(f"{proc.name} failed:\n{proc.tail()}")
+            ids.append(int(match.group(1)))
+        return ids
 
     def start_node(
         self, partition: int, label: str, key: Path | None, max_retries: int = 0
@@ -654,30 +682,41 @@ class Demo:
         return node.node_id
 
     def start_nodes(self) -> None:
-        """Start the four SuperNodes (registered first with ``tls_auth``)."""
-        registered: dict[int, int] = {}
-        for pid in range(NUM_NODES):
-            key = None
-            if self.tls_auth:
-                key, public = make_node_key(self.workdir / "keys", f"node-{pid}")
-                registered[pid] = self.register(public)
-            self.nodes[pid] = self.start_node(pid, f"node-{pid}", key)
-        if registered:
-            say(f"registered SuperNode public keys: node ids {registered}")
-        for pid, node in self.nodes.items():
-            self.wait_node_id(node)
-            if pid in registered and node.node_id != registered[pid]:
-                raise DemoError(
-                    f"SuperNode {pid} connected as node {node.node_id}, but its "
-                    f"key was registered as node {registered[pid]}"
-                )
-        ids = {pid: node.node_id for pid, node in self.nodes.items()}
-        say(f"SuperNodes connected (partition -> node id): {ids}")
+        """Start the four SuperNodes; with ``tls_auth`` register them first.
 
-    def check_unregistered_refused(self) -> None:
-        """A SuperNode whose public key is not registered must be refused."""
-        key, _ = make_node_key(self.workdir / "keys", "unregistered")
-        node = self.start_node(FLAGGED_PARTITION, "node-unregistered", key, 3)
+        With ``tls_auth`` a fifth SuperNode, whose key is not registered, is
+        started alongside and must be refused.
+        """
+        keys: dict[int, Path | None] = dict.fromkeys(range(NUM_NODES))
+        registered: dict[int, int] = {}
+        rogue = None
+        if self.tls_auth:
+            folder = self.workdir / "keys"
+            pairs = {i: make_node_key(folder, f"node-{i}") for i in keys}
+            keys = {i: private for i, (private, _) in pairs.items()}
+            ids = self.register([public for _, public in pairs.values()])
+            registered = dict(zip(pairs, ids))
+            say(f"registered SuperNode public keys: node ids {registered}")
+            unregistered, _ = make_node_key(folder, "unregistered")
+            rogue = self.start_node(
+                FLAGGED_PARTITION, "node-unregistered", unregistered, 3
+            )
+        for i, key in keys.items():
+            self.nodes[i] = self.start_node(i, f"node-{i}", key)
+        for i, node in self.nodes.items():
+            self.wait_node_id(node)
+            if i in registered and node.node_id != registered[i]:
+                raise DemoError(
+                    f"SuperNode {i} connected as node {node.node_id}, but its "
+                    f"key was registered as node {registered[i]}"
+                )
+        ids_now = {i: node.node_id for i, node in self.nodes.items()}
+        say(f"SuperNodes connected (partition -> node id): {ids_now}")
+        if rogue is not None:
+            self.check_refused(rogue)
+
+    def check_refused(self, node: Node) -> None:
+        """The SuperNode ``node``, whose key is not registered, must be refused."""
         try:
             node.proc.popen.wait(min(90.0, max(self.deadline.left(), 1.0)))
         except subprocess.TimeoutExpired:
@@ -926,10 +965,12 @@ def rounds_configured_after(
     ]
 
 
-def check_restart(
-    demo: Demo, lines: Sequence[str], flag_index: int, flagged: int
-) -> None:
-    """The restarted flagged SuperNode: same id, excluded in later rounds."""
+def check_restart(demo: Demo, lines: Sequence[str], flag_index: int) -> None:
+    """The restarted flagged SuperNode: same id, and rounds ran while it was back.
+
+    That it was excluded in every round after the flagging is checked by
+    :func:`check_unlearning`.
+    """
     assert demo.restart is not None and demo.superlink is not None
     old_id, new_id = demo.restart
     if new_id != old_id:
@@ -988,20 +1029,22 @@ def run_demo(args: argparse.Namespace) -> None:
         try:
             demo.start_superlink()
             demo.start_nodes()
-            if args.tls_auth:
-                demo.check_unregistered_refused()
             lines = demo.run_app(restart)
         finally:
             cluster.stop_all()
         flagged = demo.nodes[FLAGGED_PARTITION]
         first_id = flagged.node_id if demo.restart is None else demo.restart[0]
         former = [] if demo.restart is None else [demo.restart[1]]
-        flag_index, found = check_unlearning(lines, first_id, former)
-        demo.findings[:0] = found
-        for line in found:
-            say(line)
-        if restart:
-            check_restart(demo, lines, flag_index, first_id)
+        try:
+            flag_index, found = check_unlearning(lines, first_id, former)
+            demo.findings[:0] = found
+            for line in found:
+                say(line)
+            if restart:
+                check_restart(demo, lines, flag_index)
+        except DemoError as err:
+            tail = "\n".join(lines[-30:])
+            raise DemoError(f"{err}\n--- end of the ServerApp log:\n{tail}") from None
         table = [line for line in lines if "R_rec" in line or line.startswith("fedup:")]
         for line in table:
             say(f"ServerApp: {line}")
@@ -1020,7 +1063,7 @@ def run_identity_probe(args: argparse.Namespace) -> None:
             key = None
             if args.tls_auth:
                 key, public = make_node_key(workdir / "keys", "node-0")
-                say(f"registered the public key as node {demo.register(public)}")
+                say(f"registered the public key as node {demo.register([public])[0]}")
             first = demo.start_node(0, "node-0", key)
             first_id = demo.wait_node_id(first)
             cluster.stop(first.proc)

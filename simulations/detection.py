@@ -64,7 +64,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fedup_flwr.detector import Detector
 from fedup_flwr.detectors import available_detectors, get_detector
-from fedup_flwr.validation import majority_metric_keys, validate_train_reply
+from fedup_flwr.validation import validate_train_reply, with_common_metrics
 from simulations.scenario import CONF_DIR, Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,7 +294,6 @@ class DetectingFedAvg(FedAvg):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Validate, show the valid replies to every detector, aggregate them."""
         messages = list(replies)
-        keys = majority_metric_keys(messages)
         valid = []
         for msg in messages:
             result = validate_train_reply(
@@ -302,7 +301,6 @@ class DetectingFedAvg(FedAvg):
                 global_arrays=self._global_arrays,
                 global_keys=self._global_keys,
                 weighted_by_key=self.weighted_by_key,
-                metric_keys=keys,
                 max_abs=1e8,
                 max_examples=10**9,
             )
@@ -310,6 +308,7 @@ class DetectingFedAvg(FedAvg):
                 log(WARNING, "round %s: reply rejected: %s", server_round, result)
             else:
                 valid.append(result)
+        valid = with_common_metrics(valid)
         by_node = {r.node_id: r.arrays for r in valid}
         for name, detector in self.detectors.items():
             started = time.perf_counter()

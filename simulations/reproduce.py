@@ -148,7 +148,7 @@ def plan() -> list[Run]:
                 "unlearning.rate_limit=5",
                 "rounds.max_retrain=0",
             ),
-        )  # fmt: skip
+        )
     )
     for clients, mal in ((5, 2), (10, 4), (20, 6), (20, 9)):
         for p in parts:

@@ -6,10 +6,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import e2e_app
 import pytest
 from flwr.simulation import run_simulation
-
-import e2e_app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import subprocess
@@ -119,7 +120,8 @@ def test_other_scenarios_at_smoke_scale(
         assert 0 <= res["forget_acc_after"] <= 1
     if "detector=dos" in overrides:
         rounds = results["detection"]["unlearning_rounds"]
-        assert len(rounds) >= 2 and all(b - a >= 2 for a, b in zip(rounds, rounds[1:]))
+        assert len(rounds) >= 2
+        assert all(b - a >= 2 for a, b in itertools.pairwise(rounds))
         assert results["detection"]["refused"], "the guard never refused"
         assert results["test_acc_after"] > 0.3  # accuracy stays up under the DoS
     if "detector=last_layer_cluster" in overrides:

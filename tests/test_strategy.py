@@ -260,11 +260,16 @@ def bad_replies(node: int, rnd: int, msg: Message) -> Message:
 
 
 def test_hostile_replies_are_rejected_and_counted(caplog: Any) -> None:
-    nodes = list(range(1, 19))  # 1-14 hostile, 15-18 fine
+    nodes = list(range(1, 19))  # 1-14 hostile but 11 (an extra metric), 15-18 fine
     strategy = FedUP()
     arrays, metrics = run_round(strategy, 1, FakeGrid(nodes, bad_replies))
-    assert metrics["fedup-rejected-replies"] == 14
-    for got, want in zip(arrays.to_numpy_ndarrays(), fedavg([15, 16, 17, 18])):
+    assert metrics["fedup-rejected-replies"] == 13
+    # Node 11 only added a metric: kept (its metrics trimmed), weight 10.
+    w = {11: 10.0, 15: 150.0, 16: 160.0, 17: 170.0, 18: 180.0}
+    want_arrays = [
+        sum(w[n] * client_model(n)[i] for n in w) / sum(w.values()) for i in range(2)
+    ]
+    for got, want in zip(arrays.to_numpy_ndarrays(), want_arrays):
         assert np.all(np.isfinite(got))
         np.testing.assert_allclose(got, want, rtol=1e-5)
     assert "node 1 rejected" in caplog.text or "node 1 " in caplog.text
