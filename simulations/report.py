@@ -207,6 +207,22 @@ def _group(runs: dict[str, dict[str, Any]], prefix: str) -> Groups:
     return {k: sorted(v) for k, v in groups.items()}
 
 
+def rounds_to_baseline(run: dict[str, Any], method: dict[str, Any]) -> int | None:
+    """Recovery rounds until malicious accuracy is within 2 points of B's while
+    test accuracy is back within the tolerance (a collapsed model does not count).
+    """
+    base = run.get("baseline_mal_acc")
+    if base is None:
+        return None
+    target = run["test_acc_before"] - run.get("tolerance", 0.01)
+    for k, (test, mal) in enumerate(
+        zip(method["test_acc_curve"], method["mal_acc_curve"])
+    ):
+        if mal <= base + 0.02 and test >= target:
+            return k
+    return None
+
+
 def _cap(res: dict[str, Any]) -> int:
     """Most recovery rounds any method of a run was given."""
     return max(len(m["test_acc_curve"]) - 1 for m in res["methods"].values())
@@ -233,8 +249,12 @@ def _measured_row(
     cap = _cap(rs[0])
     baseline = [r["baseline_mal_acc"] for r in rs if r["baseline_mal_acc"] is not None]
     rates = [f"{100 * f['pruning_rate']:.1f}" for f in fed if f["pruning_rate"]]
-    to_b = [_r(f["mal_rounds_to_baseline"], cap) for f in fed]
-    to_b_nat = [_r(n["mal_rounds_to_baseline"], cap) for n in nat]
+    to_b = [_r(rounds_to_baseline(r, f), cap) for r, f in zip(rs, fed)]
+    to_b_nat = [
+        _r(rounds_to_baseline(r, r["methods"]["natural"]), cap)
+        for r in rs
+        if "natural" in r["methods"]
+    ]
     return _row(
         PART_LABEL[part],
         f"{mix[0]} ({mix[1]})",
@@ -441,7 +461,7 @@ def _figure5(runs: dict[str, dict[str, Any]], figures: bool) -> list[str]:
                 lines.append(_row(
                     f"`{name}`", method, _pick(res["mal_acc_curve"]),
                     _pick(res["test_acc_curve"]),
-                    _r(res["mal_rounds_to_baseline"], _cap(r)),
+                    _r(rounds_to_baseline(r, res), _cap(r)),
                 ))  # fmt: skip
     return lines
 

@@ -163,7 +163,10 @@ def method_results(
     }
     if baseline is not None:
         out["mal_rounds_to_baseline"] = _first(
-            rows, lambda r: r["mal_acc"] <= baseline["mal_acc"] + 0.02
+            rows,
+            lambda r: (
+                r["mal_acc"] <= baseline["mal_acc"] + 0.02 and r["test_acc"] >= target
+            ),
         )
     if events:
         event = events[0]
