@@ -17,8 +17,8 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check fedup_flwr simulations tests bench
-	$(VENV)/bin/ruff format --check fedup_flwr simulations tests bench
+	$(VENV)/bin/ruff check fedup_flwr simulations tests bench scripts
+	$(VENV)/bin/ruff format --check fedup_flwr simulations tests bench scripts
 	$(VENV)/bin/mypy
 
 bench: install
@@ -34,4 +34,4 @@ clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache .mypy_cache .ruff_cache
 
 deploy-demo: install
-	$(PY) scripts/deploy_demo.py
+	$(PY) scripts/deploy_demo.py $(ARGS)

@@ -101,8 +101,36 @@ def _part(partition: str) -> tuple[str, ...]:
     return (f"partition={partition}",)
 
 
+# Run first (the CPU budget of a session runs out long before the plan does).
+PRIORITY = [
+    "t3-iid-10-3-s42",
+    "t3-dirichlet-10-3-s42",
+    "sweep-p-iid-10-3",
+    "t4-iid-10-4",
+    "t7-benign-iid-10",
+    "e2e-last_layer_cluster-iid-10-3",
+    "dos-iid-10-3",
+    "t5-iid-10-4-fp",
+    "t3-iid-20-9-s42",
+    "t3-dirichlet-20-9-s42",
+    "t3-iid-10-3-s1",
+    "t3-dirichlet-10-3-s1",
+    "t4-dirichlet-10-4",
+    "e2e-cosine_outlier-iid-10-3",
+    "e2e-krum_score-iid-10-3",
+    "t3strong-iid-10-3",
+    "t3strong-dirichlet-10-3",
+]
+
+
 def plan() -> list[Run]:
     """All runs, most important first."""
+    runs = _all_runs()
+    rank = {name: i for i, name in enumerate(PRIORITY)}
+    return sorted(runs, key=lambda r: rank.get(r.name, len(rank)))
+
+
+def _all_runs() -> list[Run]:
     runs: list[Run] = []
     parts = ("iid", "dirichlet")
     for p in parts:

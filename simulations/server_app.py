@@ -414,7 +414,8 @@ def make_server_app(
         if config is None:
             config = compose(str(context.run_config.get("overrides", "")))
         scenario = Scenario(config)
-        folder = out_dir or Path("outputs") / "flwr-run" / str(config.name)
+        default = Path("outputs") / "flwr-run" / str(config.name)
+        folder = out_dir or Path(config.get("output_dir") or default)
         folder.mkdir(parents=True, exist_ok=True)
         resume = bool(config.get("resume", False))
         results = Experiment(scenario, folder, resume=resume).run(grid)
