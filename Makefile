@@ -1,7 +1,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SHARED_DATA := $(abspath ../shared/data)
-export FEDUP_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
+# The datasets beside the checkout (../shared/data), or this machine's copy.
+SHARED_DATA := $(firstword $(wildcard $(abspath ../shared/data) /work/shared/data))
+export FEDUP_DATA_DIR ?= $(SHARED_DATA)
 
 .PHONY: install test lint bench bench-sim run clean deploy-demo
 

@@ -635,15 +635,29 @@ def make_detection_server_app(
     return app
 
 
-UNUSED_KEYS = ("unlearning", "detector", "compare", "tolerance", "resume")
-"""Config keys a detection run does not use (ignored when resuming)."""
+RESUME_KEYS = (
+    "dataset",
+    "model",
+    "partition",
+    "attack",
+    "num_clients",
+    "num_malicious",
+    "seed",
+    "fraction",
+    "test_fraction",
+    "train",
+    "detection",
+)
+"""Config keys that define a detection run (compared when resuming)."""
 
 
 def _relevant(cfg: Any) -> dict[str, Any]:
-    """The resolved config without :data:`UNUSED_KEYS`."""
+    """The resolved :data:`RESUME_KEYS` of a config, and ``rounds.train``."""
     data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)
-    return {str(k): v for k, v in data.items() if k not in UNUSED_KEYS}
+    out = {k: data.get(k) for k in RESUME_KEYS}
+    out["rounds.train"] = (data.get("rounds") or {}).get("train")
+    return out
 
 
 def run_detection(cfg: DictConfig, out_dir: Path, command: str) -> dict[str, Any]:

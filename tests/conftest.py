@@ -18,9 +18,15 @@ from flwr.app import (
     RecordDict,
 )
 
-_SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-if "FEDUP_DATA_DIR" not in os.environ and _SHARED.is_dir():
-    os.environ["FEDUP_DATA_DIR"] = str(_SHARED)
+_CANDIDATES = [
+    Path(__file__).resolve().parents[1].parent / "shared" / "data",
+    Path("/work/shared/data"),
+]
+if "FEDUP_DATA_DIR" not in os.environ:
+    for _folder in _CANDIDATES:
+        if _folder.is_dir():
+            os.environ["FEDUP_DATA_DIR"] = str(_folder)
+            break
 
 
 def _metadata(src: int, dst: int, message_type: str = "train") -> Metadata:
