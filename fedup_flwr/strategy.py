@@ -532,11 +532,14 @@ class FedUP(Strategy):
         start = time.perf_counter()
         nodes = sorted(self._pending)
         held = self.state_nbytes()
+        # The similarity is recorded even with a fixed P, so that a sweep over
+        # fixed rates can show where the adaptive rate would have been.
         similarity = None
+        if len(benign) >= 2:
+            similarity = last_layer_similarity([r.arrays for r in benign])
         if self.pruning_rate is not None:
             rate = self.pruning_rate
-        elif len(benign) >= 2:
-            similarity = last_layer_similarity([r.arrays for r in benign])
+        elif similarity is not None:
             rate = pruning_rate(
                 similarity, p_min=self.p_min, p_max=self.p_max, gamma=self.gamma
             )

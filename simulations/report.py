@@ -48,7 +48,42 @@ def write_summary(folder: Path) -> Path:
         writer = csv.DictWriter(fh, ["run", *SUMMARY_FIELDS])
         writer.writeheader()
         writer.writerows(rows)
+    runs = [json.loads(p.read_text()) for p in sorted(folder.rglob("results.json"))]
+    if len({r.get("pruning_rate") for r in runs}) > 1:
+        plot_sweep(runs, folder / "sweep_p.png")
     return out
+
+
+def plot_sweep(runs: list[dict[str, Any]], path: Path) -> None:
+    """Malicious accuracy after unlearning and R_rec against P (one run per P)."""
+    from fedup_flwr import pruning_rate
+
+    points = sorted(
+        (r["pruning_rate"], r["methods"]["fedup"])
+        for r in runs
+        if r.get("pruning_rate") is not None and "fedup" in r["methods"]
+    )
+    plt = _plt()
+    fig, ax1 = plt.subplots(figsize=(6, 3.5))
+    xs = [p for p, _ in points]
+    ax1.plot(xs, [m["mal_acc_after"] for _, m in points], "bo-",
+             label="malicious acc. after recovery")  # fmt: skip
+    ax1.set_xlabel("pruning rate P")
+    ax1.set_ylabel("malicious accuracy")
+    ax2 = ax1.twinx()
+    r_rec = [m["recovery_rounds"] for _, m in points]
+    r_rec = [-1 if r is None else r for r in r_rec]
+    ax2.plot(xs, r_rec, "rs-", label="R_rec (-1: not reached)")
+    ax2.set_ylabel("R_rec")
+    sims = [m["similarity"] for _, m in points if m.get("similarity") is not None]
+    if sims:
+        adaptive = pruning_rate(sum(sims) / len(sims))
+        ax1.axvline(adaptive, color="k", linestyle=":",
+                    label=f"adaptive P = {adaptive:.3f}")  # fmt: skip
+    ax1.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 class SweepSummary(Callback):

@@ -129,3 +129,17 @@ def test_other_scenarios_at_smoke_scale(
         assert detection["first_unlearning_round"] is None or (
             detection["first_unlearning_round"] >= 2
         )
+
+
+@pytest.mark.slow
+def test_hydra_multirun_sweep_writes_summary(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulations.run", "-m", "+experiment=smoke",
+         "unlearning.pruning_rate=0.05,0.1", "rounds.max_retrain=0", "compare=[]",
+         f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert sorted(float(r["pruning_rate"]) for r in rows) == [0.05, 0.1]
+    assert (tmp_path / "sweep_p.png").exists()
