@@ -37,6 +37,7 @@ from flwr.serverapp.strategy import FedAvg
 from omegaconf import DictConfig
 
 from fedup_flwr import FedUP, OracleDetector
+from fedup_flwr.core import model_nbytes
 from simulations.baselines import (
     FedEraserCalibration,
     History,
@@ -296,6 +297,13 @@ class Experiment:
             if method == "federaser" and strategy is not None:
                 self.storage[f"{method}_seconds"] = time.perf_counter() - started
                 self.checkpoint.save_events(self.events, self.storage)
+            if method == "not":
+                # NoT needs only the global model (our subclass of FedUP keeps
+                # FedUP's bookkeeping, which NoT itself does not need).
+                self.storage[method] = model_nbytes(trained.to_numpy_ndarrays()) / 2**20
+                self.storage[f"{method}_seconds"] = (
+                    self.events[method][0].seconds if self.events.get(method) else 0.0
+                )
 
         retrain_rounds = int(cfg.rounds.max_retrain)
         if retrain_rounds > 0:
