@@ -776,6 +776,7 @@ def measure(budget_minutes: float = 60.0, plan: list[list[str]] | None = None) -
 
 # --------------------------------------------------------------------- report
 DATASET_LABEL = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+ATTACK_ORDER = {"label_flip": 0, "backdoor": 1, "none": 2}
 ATTACK_LABEL = {"label_flip": "label flipping", "backdoor": "backdoor", "none": "none"}
 
 
@@ -797,7 +798,7 @@ def load_results(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
         s = r["settings"]
         return (
             s["dataset"] != "fashion_mnist",
-            s["attack"] == "none",
+            ATTACK_ORDER.get(s["attack"], len(ATTACK_ORDER)),
             s["attack"],
             s["partition"] != "iid",
             s["partition"],

@@ -55,8 +55,8 @@ class Evaluator:
             )
             for pid in scenario.flagged_partitions
         ]
-        self.x_forget = torch.cat([f.x for f in forgotten])
-        self.y_forget = torch.cat([f.y for f in forgotten])
+        self.x_forget = torch.cat([f.x for f in forgotten]) if forgotten else None
+        self.y_forget = torch.cat([f.y for f in forgotten]) if forgotten else None
         self.x_mal: torch.Tensor | None = None
         self.attack = str(cfg.attack.name)
         if self.attack == "label_flip":
@@ -87,8 +87,10 @@ class Evaluator:
         out = {"test_acc": float((preds == self.y_test).float().mean())}
         out["mal_acc"] = 0.0
         out["attack_success"] = 0.0
-        forget_preds = predict(self.model, self.x_forget, device=self.device)
-        out["forget_acc"] = float((forget_preds == self.y_forget).float().mean())
+        out["forget_acc"] = 0.0
+        if self.x_forget is not None and self.y_forget is not None:
+            forget_preds = predict(self.model, self.x_forget, device=self.device)
+            out["forget_acc"] = float((forget_preds == self.y_forget).float().mean())
         if self.attack == "label_flip":
             out["attack_success"] = flip_success(
                 preds, self.y_test, self.source, self.target

@@ -557,6 +557,63 @@ def _end_to_end(runs: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def detector_summary(folder: Path | None = None) -> list[str]:
+    """Mean F1 per attack, split and dataset; FP rate with no attack (README)."""
+    import statistics
+
+    folder = folder or RESULTS_DIR / "detection"
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for path in sorted(folder.glob("*/detection.json")):
+        data = json.loads(path.read_text())
+        name = path.parent.name
+        dataset = "fm" if name.startswith("fashion") else "ci"
+        split = "iid" if "-iid-" in name else "dir"
+        attack = next((a for a in ("label_flip", "backdoor") if a in name), "none")
+        for det, stats in data.get("detectors", {}).items():
+            groups.setdefault((attack, split, dataset, det), []).append(stats)
+    dets = ["last_layer_cluster", "cosine_outlier", "krum_score"]
+
+    def cell(attack: str, split: str, key: str, det: str) -> str:
+        values = []
+        for dataset in ("fm", "ci"):
+            stats = groups.get((attack, split, dataset, det), [])
+            vals = [s.get(key) or 0.0 for s in stats]
+            values.append(f"{statistics.mean(vals):.2f}" if vals else "–")
+        return " / ".join(values)
+
+    lines = _header("", *(f"`{d}`" for d in dets))
+    rows = [
+        ("label flipping, IID (F-MNIST / CIFAR)", "label_flip", "iid", "f1"),
+        ("label flipping, Dirichlet", "label_flip", "dir", "f1"),
+        ("backdoor, IID", "backdoor", "iid", "f1"),
+        ("backdoor, Dirichlet", "backdoor", "dir", "f1"),
+        ("no attack: FP rate (F-MNIST / CIFAR)", "none", "iid", "fp_rate"),
+    ]
+    for label, attack, split, key in rows:
+        cells = []
+        for det_ in dets:
+            cells.append(cell(attack, split, key, det_))
+        lines.append(_row(label, *cells))
+    return lines
+
+
+def _detector_quality() -> list[str]:
+    """The tables of ``docs/detectors.md``, from ``results/detection/*``."""
+    from simulations import detection
+
+    results = detection.load_results(RESULTS_DIR / "detection")
+    if not results:
+        return ["Not run."]
+    return [
+        "Per run (one seed, 8 rounds, 10% of the data): precision / recall / F1 / "
+        "first correct round / false-positive rate, from "
+        "`results/detection/<run>/detection.json` "
+        "(method and discussion: [detectors.md](detectors.md)).",
+        "",
+        detection.build_tables(results).strip(),
+    ]
+
+
 def _dos(runs: dict[str, dict[str, Any]]) -> list[str]:
     r = runs.get("dos-iid-10-3")
     if r is None:
@@ -642,6 +699,8 @@ def build_report(runs: dict[str, dict[str, Any]], *, figures: bool = True) -> st
     out += ["## Pruning-rate sweep", "", *_sweep(runs, figures), "", _note("sweep")]
     out += ["## End to end with real detectors (issue 5)", ""]
     out += [*_end_to_end(runs), "", _note("end_to_end")]
+    out += ["## Detector quality (issue 5)", ""]
+    out += [*_detector_quality(), "", _note("detectors")]
     out += ["## DoS on unlearning: a new client flagged every round", ""]
     out += [*_dos(runs), "", _note("dos")]
     out += ["## Runs not made", "", *_not_run(runs), "", _note("not_run")]

@@ -45,3 +45,8 @@ def test_report_puts_measured_rows_next_to_the_paper(tmp_path: Path) -> None:
     # Two seeds: mean ± standard deviation of the test accuracy before.
     assert "| IID | 10 (3) | measured ×2 | 82.0 ± 1.4 | 80.0 ± 0.0 |" in table3
     assert "`t3-iid-10-3-s1`, `t3-iid-10-3-s42`" in table3
+
+
+def test_readme_detector_table_is_the_generated_one() -> None:
+    readme = (report.ROOT / "README.md").read_text()
+    assert "\n".join(report.detector_summary()) in readme
