@@ -610,6 +610,10 @@ def _detector_quality() -> list[str]:
         "`results/detection/<run>/detection.json` "
         "(method and discussion: [detectors.md](detectors.md)).",
         "",
+        "Summary (mean F1 over the runs of each group; FP rate with no attack):",
+        "",
+        *detector_summary(),
+        "",
         detection.build_tables(results).strip(),
     ]
 
