@@ -537,7 +537,7 @@ def _end_to_end(runs: dict[str, dict[str, Any]]) -> list[str]:
         det = r.get("detection")
         if det is None:  # the oracle run: flags the attackers in round T
             first, parts, pr, refused = (
-                r["unlearning_round"],
+                r.get("unlearning_round", "–"),
                 "attackers",
                 "1.00 / 1.00",
                 0,
