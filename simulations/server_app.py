@@ -122,8 +122,26 @@ class Experiment:
             min_train_nodes=1,
         )
 
-    def _inner_fedup(self) -> FedUP:
-        return FedUP(self._inner())
+    def _retrain(self, grid: Grid, excluded: list[int], target: float) -> None:
+        """Baseline B: from the initial model without ``excluded``, until
+        test accuracy reaches ``target`` or ``rounds.max_retrain``."""
+        rounds = int(self.cfg.rounds.max_retrain)
+        if rounds <= 0:
+            return
+
+        def build() -> FedUP:
+            retrain = self._strategy()
+            retrain.exclude(excluded)
+            return retrain
+
+        self._step(
+            "retrain",
+            build,
+            grid,
+            lambda: self.initial,
+            rounds,
+            stop=lambda m: m["test_acc"] >= target,
+        )
 
     def _run_online(self, grid: Grid, wall: float) -> dict[str, Any]:
         return _online_rounds(self, grid, wall)
@@ -305,23 +323,8 @@ class Experiment:
                     self.events[method][0].seconds if self.events.get(method) else 0.0
                 )
 
-        retrain_rounds = int(cfg.rounds.max_retrain)
-        if retrain_rounds > 0:
-            self.history = None  # B is not part of FedEraser's history
-
-            def build_retrain() -> FedUP:
-                retrain = self._strategy()
-                retrain.exclude(flagged)
-                return retrain
-
-            self._step(
-                "retrain",
-                build_retrain,
-                grid,
-                lambda: self.initial,
-                retrain_rounds,
-                stop=lambda m: m["test_acc"] >= target,
-            )
+        self.history = None  # B is not part of FedEraser's history
+        self._retrain(grid, flagged, target)
         results = finish_run(
             self.scenario,
             self.out_dir,
@@ -361,22 +364,7 @@ def _online_rounds(self: Experiment, grid: Grid, wall: float) -> dict[str, Any]:
     unlearned = [e for e in self.events.get("fedup", []) if e.status == "unlearned"]
     first = unlearned[0].server_round if unlearned else None
     before = rows[first - 2] if first and first >= 2 else rows[-1]
-    target = before["test_acc"] - self.tolerance
-    if int(cfg.rounds.max_retrain) > 0:
-
-        def build_retrain() -> FedUP:
-            retrain = self._inner_fedup()
-            retrain.exclude(malicious)
-            return retrain
-
-        self._step(
-            "retrain",
-            build_retrain,
-            grid,
-            lambda: self.initial,
-            int(cfg.rounds.max_retrain),
-            stop=lambda m: m["test_acc"] >= target,
-        )
+    self._retrain(grid, malicious, before["test_acc"] - self.tolerance)
     pid = self._pid_of
     detection: dict[str, Any] = {
         "unlearning_rounds": [e.server_round for e in unlearned],
