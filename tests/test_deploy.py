@@ -69,8 +69,8 @@ def test_deploy_demo_plain() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    os.environ.get(TLS_OPT_IN) != "1",
-    reason=f"about 4 min; set {TLS_OPT_IN}=1 (or run deploy_demo.py --tls-auth)",
+    os.environ.get(TLS_OPT_IN) == "0",
+    reason=f"{TLS_OPT_IN}=0 skips the TLS + SuperNode authentication demo",
 )
 def test_deploy_demo_tls_and_supernode_auth() -> None:
     out = run_demo("--tls-auth")
