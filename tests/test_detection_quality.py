@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -195,7 +194,6 @@ def test_report_builder_on_fake_results(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_detection_entry_point_smoke(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    started = time.monotonic()
     proc = subprocess.run(
         [
             sys.executable, "-m", "simulations.detection",
@@ -205,9 +203,7 @@ def test_detection_entry_point_smoke(tmp_path: Path) -> None:
         cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
         timeout=300, check=False,
     )  # fmt: skip
-    seconds = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert seconds < 60, f"the smoke run took {seconds:.0f} s"
 
     rows = list(csv.DictReader((out / "detection.csv").open()))
     assert {(r["detector"], int(r["round"])) for r in rows} == {
