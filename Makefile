@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 SHARED_DATA := $(firstword $(wildcard $(abspath ../shared/data) /work/shared/data))
 export FEDUP_DATA_DIR ?= $(SHARED_DATA)
 
-.PHONY: install test lint bench bench-sim run clean deploy-demo
+.PHONY: install test lint bench bench-sim run clean deploy-demo reproduce detection
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,3 +36,12 @@ clean:
 
 deploy-demo: install
 	$(PY) scripts/deploy_demo.py $(ARGS)
+
+# The paper's tables: every run of the plan without results (resumable), then
+# docs/results.md rebuilt from results/.
+reproduce: install
+	$(PY) -m simulations.reproduce && $(PY) -m simulations.report
+
+# Detector quality measurements (resumable, with a time budget in minutes).
+detection: install
+	$(PY) -m simulations.detection measure 60 && $(PY) -m simulations.detection report
