@@ -189,6 +189,8 @@ class FedUP(Strategy):
         self._last_replies: dict[int, _Stored] = {}
         self._global_keys: list[str] = []
         self._global_arrays: list[NDArray[Any]] = []
+        # Nodes sent a training message this round (None before the first).
+        self._sent_to: set[int] | None = None
         self._seen: set[int] = set()
         self._last_unlearning: int | None = None
         self._recovery_until = 0
@@ -245,6 +247,7 @@ class FedUP(Strategy):
                 cast(Grid, _ExcludingGrid(grid, self.excluded)),
             )
         )
+        self._sent_to = {int(m.metadata.dst_node_id) for m in messages}
         log(
             INFO,
             "FedUP: round %s: training on nodes %s; excluded %s",
@@ -317,14 +320,18 @@ class FedUP(Strategy):
         valid: list[ValidReply] = []
         failed: list[Message] = []
         rejected = 0
+        answered: set[int] = set()
         for msg in replies:
             node = int(msg.metadata.src_node_id)
-            if node in self.excluded and node not in self._pending:
+            unexpected = self._unexpected(node, answered)
+            answered.add(node)
+            if unexpected is not None:
                 log(
                     WARNING,
-                    "FedUP: round %s: reply from excluded node %s dropped",
+                    "FedUP: round %s: reply from node %s dropped: %s",
                     server_round,
                     node,
+                    unexpected,
                 )
                 rejected += 1
                 continue
@@ -351,6 +358,16 @@ class FedUP(Strategy):
                 valid.append(result)
         self._round_metrics["fedup-rejected-replies"] = float(rejected)
         return with_common_metrics(valid), failed
+
+    def _unexpected(self, node: int, answered: set[int]) -> str | None:
+        """Why a reply from ``node`` is not expected this round, if it is not."""
+        if node in self.excluded:
+            return "the node is excluded"
+        if self._sent_to is not None and node not in self._sent_to:
+            return "no training message went to it this round (late or unsolicited)"
+        if node in answered:
+            return "a second reply from the same node this round"
+        return None
 
     def _detect(self, server_round: int, valid: list[ValidReply]) -> None:
         if self.detector is None or not valid:

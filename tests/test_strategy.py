@@ -421,3 +421,18 @@ def test_integer_buffers_keep_their_dtype() -> None:
     assert out[1].dtype == np.int64 and int(out[1]) == 10  # rint(mean(8..13) = 10.5)
     _, metrics = run_round(strategy, 2, FakeGrid(reply=reply), arrays)
     assert metrics["fedup-rejected-replies"] == 0
+
+
+def test_late_unsolicited_and_duplicate_replies_are_dropped() -> None:
+    strategy = FedUP()
+    grid = FakeGrid([1, 2, 3])
+    msgs = list(
+        strategy.configure_train(1, ArrayRecord(global_model()), ConfigRecord(), grid)
+    )
+    replies = grid.send_and_receive(msgs)
+    # A late reply from a node not sampled this round, and a duplicate of node 1.
+    replies += [make_reply(9, client_model(9), 90), make_reply(1, client_model(5), 10)]
+    arrays, metrics = strategy.aggregate_train(1, replies)
+    assert metrics["fedup-rejected-replies"] == 2
+    for got, want in zip(arrays.to_numpy_ndarrays(), fedavg([1, 2, 3])):
+        np.testing.assert_allclose(got, want, rtol=1e-5)
