@@ -496,13 +496,7 @@ def write_outputs(
         detectors[name] = summary
     last = max(record.evaluations) if record.evaluations else None
     settings = {
-        "dataset": str(cfg.dataset.name),
-        "model": str(cfg.model.name),
-        "partition": str(cfg.partition.name),
-        "alpha": cfg.partition.get("alpha"),
-        "attack": str(cfg.attack.name),
-        "num_clients": scenario.num_clients,
-        "num_malicious": len(malicious),
+        **scenario.setting(),
         "fraction": float(cfg.fraction),
         "local_epochs": int(cfg.train.local_epochs),
         "rounds": int(cfg.rounds.train),

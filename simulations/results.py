@@ -230,13 +230,7 @@ def finish_run(
         bound = recovery_rounds_bound(r_star, rate)
     results: dict[str, Any] = {
         "name": str(cfg.name),
-        "dataset": str(cfg.dataset.name),
-        "model": str(cfg.model.name),
-        "partition": str(cfg.partition.name),
-        "alpha": cfg.partition.get("alpha"),
-        "attack": str(cfg.attack.name),
-        "num_clients": scenario.num_clients,
-        "num_malicious": int(cfg.num_malicious),
+        **scenario.setting(),
         "method": scenario.methods[0],
         "pruning_rate": rate,
         "test_acc_before": before["test_acc"],

@@ -194,5 +194,18 @@ class Scenario:
             return {**common, "pruning_rate": None if rate is None else float(rate)}
         return {**common, "pruning_rate": 0.0}
 
+    def setting(self) -> dict[str, Any]:
+        """The fields that name a scenario's setting in results files."""
+        cfg = self.cfg
+        return {
+            "dataset": str(cfg.dataset.name),
+            "model": str(cfg.model.name),
+            "partition": str(cfg.partition.name),
+            "alpha": cfg.partition.get("alpha"),
+            "attack": str(cfg.attack.name),
+            "num_clients": self.num_clients,
+            "num_malicious": int(cfg.num_malicious),
+        }
+
     def to_yaml(self) -> str:
         return OmegaConf.to_yaml(self.cfg, resolve=True)
