@@ -263,13 +263,18 @@ def _cap(res: dict[str, Any]) -> int:
     return max(len(m["test_acc_curve"]) - 1 for m in res["methods"].values())
 
 
-def _retrain_cap(name: str) -> int | None:
+def _run_setting(name: str, key: str) -> int | None:
+    """An integer setting (dotted ``key``) of a run's saved ``config.yaml``."""
     cfg = RESULTS_DIR / name / "config.yaml"
     if not cfg.exists():
         return None
     from omegaconf import OmegaConf
 
-    return int(OmegaConf.load(cfg).rounds.max_retrain)
+    return int(OmegaConf.select(OmegaConf.load(cfg), key))
+
+
+def _retrain_cap(name: str) -> int | None:
+    return _run_setting(name, "rounds.max_retrain")
 
 
 PaperTable = dict[str, dict[tuple[int, int], tuple[Any, ...]]]
@@ -636,12 +641,7 @@ def _dos(runs: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _rate_limit(name: str) -> int | None:
-    cfg = RESULTS_DIR / name / "config.yaml"
-    if not cfg.exists():
-        return None
-    from omegaconf import OmegaConf
-
-    return int(OmegaConf.load(cfg).unlearning.rate_limit)
+    return _run_setting(name, "unlearning.rate_limit")
 
 
 def _not_run(runs: dict[str, dict[str, Any]]) -> list[str]:
