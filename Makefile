@@ -1,15 +1,18 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The datasets beside the checkout (../shared/data), or this machine's copy.
-SHARED_DATA := $(firstword $(wildcard $(abspath ../shared/data) /work/shared/data))
+# The datasets: FEDUP_DATA_DIR if set, else ../shared/data beside the checkout
+# when it exists; otherwise unset (simulations say how to set it).
+SHARED_DATA := $(wildcard $(abspath ../shared/data))
+ifneq ($(SHARED_DATA),)
 export FEDUP_DATA_DIR ?= $(SHARED_DATA)
+endif
 
-.PHONY: install test lint bench bench-sim run clean deploy-demo reproduce detection
+.PHONY: install test lint bench bench-sim run clean deploy-demo reproduce detection readme-figures
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[simulation,dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -31,11 +34,16 @@ bench-sim: install
 run: install
 	$(PY) -m simulations.run +experiment=main
 
+# The README's measured blocks from committed outputs; ARGS="--from <run
+# folder>" first takes a fresh `make run`'s outputs into docs/figures/main_*.
+readme-figures: install
+	$(PY) -m simulations.readme_figures $(ARGS)
+
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache .mypy_cache .ruff_cache
 
 deploy-demo: install
-	$(PY) scripts/deploy_demo.py $(ARGS)
+	$(PY) -m simulations.deploy $(ARGS)
 
 # The paper's tables: every run of the plan without results (resumable), then
 # docs/results.md rebuilt from results/.

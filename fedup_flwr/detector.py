@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
 from numpy.typing import NDArray
 
 Arrays = Sequence[NDArray[Any]]
@@ -82,8 +81,3 @@ class OracleDetector:
         self.schedule = {
             int(r): frozenset(int(x) for x in n) for r, n in state["schedule"].items()
         }
-
-
-def flatten_arrays(arrays: Arrays) -> NDArray[np.float64]:
-    """Concatenate arrays into one float64 vector (a helper for detectors)."""
-    return np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays])

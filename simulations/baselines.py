@@ -27,17 +27,9 @@ from flwr.serverapp.strategy import FedAvg
 from numpy.typing import NDArray
 
 from fedup_flwr import FedUP, prune_count, weighted_average
-from fedup_flwr.core import model_nbytes
+from fedup_flwr.core import is_prunable, model_nbytes, top_k_mask
 
 Arrays = list[NDArray[Any]]
-
-
-def _top_k(scores: NDArray[Any], k: int) -> NDArray[np.bool_]:
-    flat = scores.reshape(-1)
-    mask = np.zeros(flat.size, dtype=bool)
-    if k > 0:
-        mask[np.argpartition(flat, flat.size - k)[flat.size - k :]] = True
-    return mask.reshape(scores.shape)
 
 
 class RandomPruneFedUP(FedUP):
@@ -58,8 +50,8 @@ class RandomPruneFedUP(FedUP):
         """Random ``ceil(rate*size)`` weights per kernel."""
         masks = []
         for arr in self.global_arrays:
-            k = prune_count(rate, arr.size) if arr.ndim >= 2 else 0
-            masks.append(_top_k(self.rng.random(arr.shape), k))
+            k = prune_count(rate, arr.size) if is_prunable(arr) else 0
+            masks.append(top_k_mask(self.rng.random(arr.shape), k))
         return masks
 
 
@@ -77,7 +69,7 @@ class MaliciousMagnitudeFedUP(FedUP):
         """Top ``ceil(rate*size)`` of ``|avg_malicious|`` per kernel."""
         avg = weighted_average(malicious_models, malicious_weights)
         return [
-            _top_k(np.abs(a), prune_count(rate, a.size) if a.ndim >= 2 else 0)
+            top_k_mask(np.abs(a), prune_count(rate, a.size) if is_prunable(a) else 0)
             for a in avg
         ]
 
@@ -105,10 +97,10 @@ class NoTFedUP(FedUP):
     def apply_unlearning(
         self, aggregate: Arrays, mask: list[NDArray[np.bool_]]
     ) -> Arrays:
-        """Multiply the first ``layers`` arrays with ``ndim >= 2`` by -1."""
+        """Multiply the first ``layers`` prunable arrays (kernels) by -1."""
         out, negated = [], 0
         for arr in aggregate:
-            if arr.ndim >= 2 and negated < self.layers:
+            if is_prunable(arr) and negated < self.layers:
                 out.append(-arr)
                 negated += 1
             else:

@@ -7,6 +7,10 @@ renamed, so a kill never leaves a half-written checkpoint.
 
 Node ids change when a simulation restarts, so every node id in the saved
 state is stored as the node's partition id and mapped back on resume.
+
+The checkpoint only reads and writes: :meth:`Checkpoint.load` and
+:meth:`Checkpoint.resume_step` return what was saved (:class:`Restored`,
+:class:`StepProgress`), and the experiment applies it.
 """
 
 from __future__ import annotations
@@ -14,19 +18,15 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord
 
 from fedup_flwr import FedUP, UnlearningEvent
 from simulations.baselines import History
-from simulations.results import RoundLog
-
-if TYPE_CHECKING:
-    from simulations.server_app import Experiment
 
 # Which (phase, method) rows a step writes; method steps write ("unlearn", m).
 STEP_LOG = {
@@ -37,6 +37,54 @@ STEP_LOG = {
 }
 
 Mapping_ = dict[int, int]
+Rows = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A run's saved progress, node ids mapped to this run's nodes.
+
+    Attributes
+    ----------
+    done : dict[str, ArrayRecord]
+        The final arrays of every finished step.
+    rows : list[dict[str, Any]]
+        The per-round rows logged so far.
+    history : History | None
+        FedEraser's history, if it was recorded.
+    events : dict[str, list[UnlearningEvent]]
+        Unlearning events of the finished methods.
+    storage : dict[str, float]
+        Storage and time figures of the finished methods.
+    """
+
+    done: dict[str, ArrayRecord]
+    rows: Rows
+    history: History | None
+    events: dict[str, list[UnlearningEvent]]
+    storage: dict[str, float]
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """Where an interrupted step stopped, to continue it.
+
+    Attributes
+    ----------
+    arrays : ArrayRecord
+        The global arrays after its last finished round.
+    first : int
+        The step's first server round.
+    next_round : int
+        The strategy's next round.
+    state : dict[str, Any]
+        The strategy's ``state_dict()``, node ids mapped to this run's nodes.
+    """
+
+    arrays: ArrayRecord
+    first: int
+    next_round: int
+    state: dict[str, Any]
 
 
 def _map_nodes(state: dict[str, Any], fn: Callable[[int], int]) -> dict[str, Any]:
@@ -101,46 +149,46 @@ class Checkpoint:
             "events": {},
             "storage": {},
         }
-        self.done: dict[str, ArrayRecord] = {}
 
     # ------------------------------------------------------------- loading
-    def restore(self, log: RoundLog, experiment: Experiment) -> None:
-        """Load the checkpoint into ``log`` and ``experiment`` when resuming."""
+    def load(self, node_of: Mapping_) -> Restored | None:
+        """The saved progress when resuming (``enabled`` and a file), else None.
+
+        Parameters
+        ----------
+        node_of : dict[int, int]
+            This run's node id of every partition id.
+        """
         if not (self.enabled and self.path.exists()):
-            return
+            return None
         with self.path.open("rb") as fh:
             self.data = pickle.load(fh)
-        node_of = experiment._node_of
-        self.done = {k: _to_record(v) for k, v in self.data["done"].items()}
-        log.restore(self.data["rows"])
-        if experiment.history is not None and self.data["history"] is not None:
-            experiment.history = _map_history(self.data["history"], node_of.__getitem__)
-        experiment.events = {
-            m: [UnlearningEvent(**e) for e in evs]
-            for m, evs in self.data["events"].items()
-        }
-        experiment.storage = dict(self.data["storage"])
         print(
-            f"resuming from {self.path} (steps done: {sorted(self.done)})", flush=True
+            f"resuming from {self.path} (steps done: {sorted(self.data['done'])})",
+            flush=True,
+        )
+        return Restored(
+            done={k: _to_record(v) for k, v in self.data["done"].items()},
+            rows=[dict(r) for r in self.data["rows"]],
+            history=_map_history(self.data["history"], node_of.__getitem__),
+            events={
+                m: [UnlearningEvent(**e) for e in evs]
+                for m, evs in self.data["events"].items()
+            },
+            storage=dict(self.data["storage"]),
         )
 
-    def resume_step(
-        self,
-        step: str,
-        strategy: FedUP,
-        pid_of: Mapping_,
-        node_of: Mapping_,
-    ) -> tuple[ArrayRecord, int] | None:
-        """Restore ``strategy`` if ``step`` was interrupted.
-
-        Returns the step's last arrays and its first round, or None.
-        """
+    def resume_step(self, step: str, node_of: Mapping_) -> StepProgress | None:
+        """Where ``step`` stopped if it was interrupted, else None."""
         current = self.data["current"]
         if current is None or current["step"] != step:
             return None
-        strategy.load_state_dict(_map_nodes(current["state"], node_of.__getitem__))
-        strategy.next_round = int(current["next_round"])
-        return _to_record(current["arrays"]), int(current["first"])
+        return StepProgress(
+            arrays=_to_record(current["arrays"]),
+            first=int(current["first"]),
+            next_round=int(current["next_round"]),
+            state=_map_nodes(current["state"], node_of.__getitem__),
+        )
 
     # ------------------------------------------------------------- writing
     def _write(self) -> None:
@@ -151,8 +199,8 @@ class Checkpoint:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
 
-    def _common(self, log: RoundLog, history: History | None, pid_of: Mapping_) -> None:
-        self.data["rows"] = list(log.rows)
+    def _common(self, rows: Rows, history: History | None, pid_of: Mapping_) -> None:
+        self.data["rows"] = list(rows)
         self.data["history"] = _map_history(history, pid_of.__getitem__)
 
     def save_round(
@@ -161,12 +209,12 @@ class Checkpoint:
         first: int,
         arrays: ArrayRecord,
         strategy: FedUP,
-        log: RoundLog,
+        rows: Rows,
         history: History | None,
         pid_of: Mapping_,
     ) -> None:
-        """After a round of ``step``: its arrays and FedUP's state."""
-        self._common(log, history, pid_of)
+        """After a round of ``step``: its arrays, FedUP's state, the rows."""
+        self._common(rows, history, pid_of)
         self.data["current"] = {
             "step": step,
             "first": first,
@@ -180,14 +228,13 @@ class Checkpoint:
         self,
         step: str,
         arrays: ArrayRecord,
-        log: RoundLog,
+        rows: Rows,
         history: History | None,
         pid_of: Mapping_,
     ) -> None:
         """``step`` is finished; keep its final arrays."""
-        self._common(log, history, pid_of)
+        self._common(rows, history, pid_of)
         self.data["done"][step] = _to_numpy(arrays)
-        self.done[step] = arrays
         self.data["current"] = None
         self._write()
 

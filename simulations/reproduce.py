@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulations.config import registry_detectors
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 
@@ -156,9 +158,10 @@ def _all_runs() -> list[Run]:
                 + ("detector=false_positive", "compare=[]", "rounds.max_retrain=0"),
             )
         )
-    # Issue 5 end to end: real detectors every round from round 3, beside the
-    # oracle run t3-iid-10-3-s42; and a DoS detector against the rate limit.
-    for det in ("last_layer_cluster", "cosine_outlier", "krum_score"):
+    # Issue 5 end to end: every registered detector, every round from round 3,
+    # beside the oracle run t3-iid-10-3-s42; and a DoS detector against the
+    # rate limit.
+    for det in registry_detectors():
         runs.append(
             Run(
                 f"e2e-{det}-iid-10-3",

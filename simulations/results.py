@@ -12,12 +12,14 @@ Definitions used everywhere (also in ``docs/results.md``):
   when ``max_retrain`` rounds were not enough.
 - ``mal_rounds_to_baseline``: rounds after T until malicious accuracy is within
   2 points of baseline B's.
+
+The keys and types of ``results.json`` are defined once, in
+:class:`simulations.schema.RunResult`.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import platform
@@ -25,7 +27,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from simulations.methods import parse_method
+from simulations.plotting import integer_ticks, legend_outside, save, subplots
 from simulations.scenario import Scenario
+from simulations.schema import MethodResult, RunResult
 
 FIELDS = [
     "phase",
@@ -138,43 +143,60 @@ def method_results(
     baseline: dict[str, Any] | None,
     tolerance: float,
     events: list[Any],
-) -> dict[str, Any]:
-    """Summarise one method's rows (round T first, then recovery rounds)."""
+    *,
+    adaptive: dict[str, Any] | None = None,
+) -> MethodResult:
+    """Summarise one method's rows (round T first, then recovery rounds).
+
+    ``adaptive`` holds the adaptive rate's parameters (``p_min``, ``p_max``,
+    ``gamma``, ``similarity_measure``) for methods that prune; None otherwise.
+    """
     target = before["test_acc"] - tolerance
     r_rec = _first(rows, lambda r: r["test_acc"] >= target)
     at = rows[r_rec] if r_rec is not None else rows[-1]
-    out: dict[str, Any] = {
-        "test_acc_after_unlearning": rows[0]["test_acc"],
-        "mal_acc_after_unlearning": rows[0]["mal_acc"],
-        "forget_acc_after_unlearning": rows[0]["forget_acc"],
-        "forget_acc_after": at["forget_acc"],
-        "forget_acc_curve": [r["forget_acc"] for r in rows],
-        "test_acc_after": at["test_acc"],
-        "mal_acc_after": at["mal_acc"],
-        "recovery_rounds": r_rec,
-        "rounds_run": len(rows) - 1,
-        "test_acc_curve": [r["test_acc"] for r in rows],
-        "mal_acc_curve": [r["mal_acc"] for r in rows],
-        "mal_rounds_to_baseline": None,
-        "pruning_rate": None,
-        "storage_mb": 0.0,
-        "unlearn_seconds": 0.0,
-        "similarity": None,
-    }
+    to_baseline = None
     if baseline is not None:
-        out["mal_rounds_to_baseline"] = _first(
+        to_baseline = _first(
             rows,
             lambda r: (
                 r["mal_acc"] <= baseline["mal_acc"] + 0.02 and r["test_acc"] >= target
             ),
         )
-    if events:
-        event = events[0]
-        out["pruning_rate"] = event.rate
-        out["storage_mb"] = event.state_bytes / 2**20
-        out["unlearn_seconds"] = event.seconds
-        out["similarity"] = event.similarity
-    return out
+    event = events[0] if events else None
+    return MethodResult(
+        test_acc_after_unlearning=rows[0]["test_acc"],
+        mal_acc_after_unlearning=rows[0]["mal_acc"],
+        forget_acc_after_unlearning=rows[0]["forget_acc"],
+        forget_acc_after=at["forget_acc"],
+        forget_acc_curve=[r["forget_acc"] for r in rows],
+        test_acc_after=at["test_acc"],
+        mal_acc_after=at["mal_acc"],
+        recovery_rounds=r_rec,
+        rounds_run=len(rows) - 1,
+        test_acc_curve=[r["test_acc"] for r in rows],
+        mal_acc_curve=[r["mal_acc"] for r in rows],
+        mal_rounds_to_baseline=to_baseline,
+        pruning_rate=None if event is None else event.rate,
+        storage_mb=0.0 if event is None else event.state_bytes / 2**20,
+        unlearn_seconds=0.0 if event is None else event.seconds,
+        similarity=None if event is None else event.similarity,
+        **(adaptive or {}),
+    )
+
+
+def _adaptive_settings(scenario: Scenario, method: str) -> dict[str, Any] | None:
+    """The adaptive rate's parameters a pruning method ran with (None: no P)."""
+    if not parse_method(method).prunes:
+        return None
+    settings = scenario.method_settings(method)
+    return {
+        "p_min": float(settings["p_min"]),
+        "p_max": float(settings["p_max"]),
+        "gamma": float(settings["gamma"]),
+        # FedUP's measure unless the config names another: the cosine of the
+        # last layer's weights (fedup_flwr.last_layer_similarity).
+        "similarity_measure": str(scenario.cfg.unlearning.get("similarity", "weights")),
+    }
 
 
 def finish_run(
@@ -193,7 +215,15 @@ def finish_run(
     """Write results.json and curves.png, print the table; return the results.
 
     ``before`` and ``method_rows`` default to the one-shot flow's rows (the
-    last training round, and each method's ``unlearn`` rows).
+    last training round, and each method's ``unlearn`` rows). ``extra`` holds
+    optional keys of :class:`~simulations.schema.RunResult` (``detection``),
+    checked by the schema like the rest. The returned dict is
+    :meth:`RunResult.to_dict` of what was written.
+
+    Raises
+    ------
+    ValueError
+        If ``extra`` holds a key or value the schema does not define.
     """
     cfg = scenario.cfg
     before = before if before is not None else log.last("train", "all")
@@ -206,129 +236,132 @@ def finish_run(
         baseline = retrain_rows[r_star_idx if r_star_idx is not None else -1]
     r_star = None if r_star_idx is None else r_star_idx + 1
     storage = storage or {}
-    methods: dict[str, Any] = {}
+    methods: dict[str, MethodResult] = {}
     for m in scenario.methods:
         rows = retrain_rows if m == "retrain" else log.select("unlearn", m)
         rows = method_rows.get(m, rows)
         if not rows:
             continue
         res = method_results(
-            rows, before, baseline, float(cfg.tolerance), events.get(m, [])
+            rows,
+            before,
+            baseline,
+            float(cfg.tolerance),
+            events.get(m, []),
+            adaptive=_adaptive_settings(scenario, m),
         )
         if m == "retrain":
-            res["recovery_rounds"] = r_star
+            res.recovery_rounds = r_star
         if m in storage:
-            res["storage_mb"] = storage[m]
-            res["unlearn_seconds"] = storage.get(f"{m}_seconds", 0.0)
+            res.storage_mb = storage[m]
+            res.unlearn_seconds = storage.get(f"{m}_seconds", 0.0)
         methods[m] = res
     main = methods[scenario.methods[0]]
-    rate = main["pruning_rate"]
+    rate = main.pruning_rate
     bound = None
     if r_star is not None and rate is not None:
         from fedup_flwr import recovery_rounds_bound
 
         bound = recovery_rounds_bound(r_star, rate)
-    results: dict[str, Any] = {
-        "name": str(cfg.name),
+    results = RunResult(
+        name=str(cfg.name),
         **scenario.setting(),
-        "method": scenario.methods[0],
-        "pruning_rate": rate,
-        "test_acc_before": before["test_acc"],
-        "mal_acc_before": before["mal_acc"],
-        "forget_acc_before": before["forget_acc"],
-        "detector": str(cfg.detector.name),
-        "test_acc_after": main["test_acc_after"],
-        "mal_acc_after": main["mal_acc_after"],
-        "baseline_test_acc": None if baseline is None else baseline["test_acc"],
-        "baseline_mal_acc": None if baseline is None else baseline["mal_acc"],
-        "recovery_rounds": main["recovery_rounds"],
-        "rounds_from_scratch": r_star,
-        "recovery_bound": bound,
-        "storage_mb": main["storage_mb"],
-        "unlearn_seconds": main["unlearn_seconds"],
-        "seed": int(cfg.seed),
-        "unlearning_round": unlearning_round,
-        "tolerance": float(cfg.tolerance),
-        "fraction": float(cfg.fraction),
-        "local_epochs": int(cfg.train.local_epochs),
-        "methods": methods,
-        "wall_seconds": round(wall_seconds, 1),
-        "commit": _git_commit(),
-        "hardware": _hardware(),
-        **(extra or {}),
-    }
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        method=scenario.methods[0],
+        pruning_rate=rate,
+        test_acc_before=before["test_acc"],
+        mal_acc_before=before["mal_acc"],
+        forget_acc_before=before["forget_acc"],
+        detector=str(cfg.detector.name),
+        test_acc_after=main.test_acc_after,
+        mal_acc_after=main.mal_acc_after,
+        baseline_test_acc=None if baseline is None else baseline["test_acc"],
+        baseline_mal_acc=None if baseline is None else baseline["mal_acc"],
+        recovery_rounds=main.recovery_rounds,
+        rounds_from_scratch=r_star,
+        recovery_bound=bound,
+        storage_mb=main.storage_mb,
+        unlearn_seconds=main.unlearn_seconds,
+        seed=int(cfg.seed),
+        unlearning_round=unlearning_round,
+        tolerance=float(cfg.tolerance),
+        fraction=float(cfg.fraction),
+        local_epochs=int(cfg.train.local_epochs),
+        methods=methods,
+        wall_seconds=round(wall_seconds, 1),
+        commit=_git_commit(),
+        hardware=_hardware(),
+    )
+    # Through the schema's own check, so a writer cannot save what no reader loads.
+    data = {**results.to_dict(), **(extra or {})}
+    results = RunResult.from_dict(data, source="finish_run")
+    results.save(out_dir / "results.json")
     plot_curves(log, results, out_dir / "curves.png")
-    print(format_table(results, log))
-    return results
+    print(format_table(results))
+    return results.to_dict()
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:5.1f}"
 
 
-def format_table(results: dict[str, Any], log: RoundLog) -> str:
+def format_table(results: RunResult) -> str:
     """The end-of-run table: before, each method per round, baseline B."""
     w = 36
     lines = [
         f"{'model':<{w}}{'round':>6}{'test acc %':>12}{'malicious %':>13}",
         "-" * (w + 31),
     ]
-    t = results["unlearning_round"]
+    t = results.unlearning_round
     lines.append(
-        f"{'before unlearning':<{w}}{t:>6}{_pct(results['test_acc_before']):>12}"
-        f"{_pct(results['mal_acc_before']):>13}"
+        f"{'before unlearning':<{w}}{t:>6}{_pct(results.test_acc_before):>12}"
+        f"{_pct(results.mal_acc_before):>13}"
     )
-    for method, res in results["methods"].items():
+    for method, res in results.methods.items():
         if method == "retrain":
             continue  # baseline B: one line below
-        for k, (test, mal) in enumerate(
-            zip(res["test_acc_curve"], res["mal_acc_curve"])
-        ):
+        for k, (test, mal) in enumerate(zip(res.test_acc_curve, res.mal_acc_curve)):
             label = f"{method}: " + ("unlearned" if k == 0 else f"recovery {k}")
             lines.append(f"{label:<{w}}{t + k:>6}{_pct(test):>12}{_pct(mal):>13}")
-    if results["baseline_test_acc"] is not None:
-        rounds = results["rounds_from_scratch"]
+    if results.baseline_test_acc is not None:
+        rounds = results.rounds_from_scratch
         label = (
             "B: retrain ("
             + ("not reached" if rounds is None else f"{rounds} rounds")
             + ")"
         )
         lines.append(
-            f"{label:<{w}}{'':>6}{_pct(results['baseline_test_acc']):>12}"
-            f"{_pct(results['baseline_mal_acc']):>13}"
+            f"{label:<{w}}{'':>6}{_pct(results.baseline_test_acc):>12}"
+            f"{_pct(results.baseline_mal_acc):>13}"
         )
     lines.append("-" * (w + 31))
-    for method, res in results["methods"].items():
-        rate = res["pruning_rate"]
+    for method, res in results.methods.items():
+        rate = res.pruning_rate
         lines.append(
-            f"{method}: R_rec = {res['recovery_rounds']}"
+            f"{method}: R_rec = {res.recovery_rounds}"
             + ("" if rate is None else f", P = {rate:.3f}")
         )
     lines.append(
-        f"R* = {results['rounds_from_scratch']}, bound ceil(R* x P) = "
-        f"{results['recovery_bound']}"
+        f"R* = {results.rounds_from_scratch}, bound ceil(R* x P) = "
+        f"{results.recovery_bound}"
     )
     return "\n".join(lines)
 
 
-def plot_curves(log: RoundLog, results: dict[str, Any], path: Path) -> None:
-    """Test and malicious accuracy per round; B as lines; round T marked."""
-    import matplotlib
+def plot_curves(log: RoundLog, results: RunResult, path: Path) -> None:
+    """Test and malicious accuracy per round; B as lines; round T marked.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    Whole-round ticks; one legend, right of both plots.
+    """
+    fig, axes = subplots(1, 2, figsize=(12, 4), sharex=True)
     train = (
         log.select("init", "all")
         + log.select("train", "all")
         + log.select("online", "fedup")  # online detection: one curve
     )
-    t = results["unlearning_round"]
+    t = results.unlearning_round
     for ax, key, title in (
-        (axes[0], "test_acc", "test accuracy"),
-        (axes[1], "mal_acc", "malicious accuracy"),
+        (axes[0][0], "test_acc", "test accuracy"),
+        (axes[0][1], "mal_acc", "malicious accuracy"),
     ):
         ax.plot(
             [r["round"] for r in train],
@@ -336,7 +369,7 @@ def plot_curves(log: RoundLog, results: dict[str, Any], path: Path) -> None:
             "k-",
             label="training (all clients)",
         )
-        for method in results["methods"]:
+        for method in results.methods:
             rows = log.select("unlearn", method)
             ax.plot(
                 [t - 1] + [r["round"] for r in rows],
@@ -345,20 +378,21 @@ def plot_curves(log: RoundLog, results: dict[str, Any], path: Path) -> None:
                 marker=".",
                 label=method,
             )
-        base = results[f"baseline_{key}"]
+        base = (
+            results.baseline_test_acc if key == "test_acc" else results.baseline_mal_acc
+        )
         if base is not None:
             ax.axhline(
                 base,
                 color="grey",
                 linestyle="--",
-                label=f"B (retrain, R*={results['rounds_from_scratch']})",
+                label=f"B (retrain, R*={results.rounds_from_scratch})",
             )
         ax.axvline(t, color="red", linestyle=":", label=f"unlearning (round {t})")
         ax.set_title(title)
         ax.set_xlabel("round")
         ax.set_ylim(-0.02, 1.02)
-    axes[1].legend(loc="best", fontsize=8)
-    fig.suptitle(results["name"])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        integer_ticks(ax.xaxis)
+    legend_outside(fig, list(axes[0]), fontsize=8)
+    fig.suptitle(results.name)
+    save(fig, path, dpi=110)

@@ -17,14 +17,34 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from simulations.client_app import make_client_app
-from simulations.scenario import CONF_DIR, Scenario
+from simulations.config import CONF_DIR, register_detector_configs
+from simulations.scenario import Scenario
 from simulations.server_app import make_server_app
 
 
 def backend_config(cfg: DictConfig) -> dict[str, Any]:
-    """Ray backend settings from the config (client resources, CPUs)."""
+    """Ray backend settings from the config (client resources, CPUs, cluster).
+
+    ``ray_address`` null starts a local Ray instance; an address (``auto``,
+    ``host:port``) joins that running cluster instead, whose CPUs are those
+    its nodes were started with.
+
+    Raises
+    ------
+    ValueError
+        If both ``ray_address`` and ``ray_num_cpus`` are set.
+    """
     init_args: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-    if cfg.ray_num_cpus is not None:
+    address = cfg.get("ray_address")
+    if address is not None:
+        if cfg.ray_num_cpus is not None:
+            raise ValueError(
+                f"ray_address={address} joins a running Ray cluster, whose CPUs "
+                "are set by its `ray start --num-cpus`; drop ray_num_cpus="
+                f"{cfg.ray_num_cpus} (or set ray_address=null for a local Ray)"
+            )
+        init_args["address"] = str(address)
+    elif cfg.ray_num_cpus is not None:
         init_args["num_cpus"] = int(cfg.ray_num_cpus)
     return {
         "client_resources": {
@@ -61,9 +81,14 @@ def run_scenario(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
+def _hydra_main(cfg: DictConfig) -> None:
     run_scenario(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def main() -> None:
+    """Entry point: registered detectors become ``detector=<name>``, then Hydra."""
+    register_detector_configs()
+    _hydra_main()
 
 
 if __name__ == "__main__":

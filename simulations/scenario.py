@@ -6,51 +6,17 @@ Both entry points (``python -m simulations.run`` and ``flwr run .``) build a
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from simulations.attacks import DEFAULT_FLIP, Backdoor, LabelFlip
+from simulations.config import CONF_DIR, compose, is_online, validate
 from simulations.data import get_spec
+from simulations.methods import parse_method
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-METHODS = (
-    "fedup",
-    "natural",
-    "none",
-    "random_prune",
-    "malicious_magnitude",
-    "not",
-    "federaser",
-    "retrain",
-)
-# One-shot detectors flag in the last training round; online ones run every
-# round (the registry's detectors, and the DoS detector).
-ONE_SHOT_DETECTORS = ("oracle", "false_positive")
-ONLINE_DETECTORS = ("last_layer_cluster", "cosine_outlier", "krum_score", "dos")
-
-
-def compose(overrides: str | list[str] = "") -> DictConfig:
-    """Compose ``conf/config.yaml`` with Hydra overrides (for ``flwr run``).
-
-    Parameters
-    ----------
-    overrides : str | list[str]
-        Hydra overrides, e.g. ``"+experiment=smoke seed=1"``.
-    """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    items = shlex.split(overrides) if isinstance(overrides, str) else list(overrides)
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=items)
+__all__ = ["CONF_DIR", "Scenario", "compose"]  # CONF_DIR, compose: for callers
 
 
 @dataclass(frozen=True)
@@ -60,41 +26,7 @@ class Scenario:
     cfg: DictConfig
 
     def __post_init__(self) -> None:
-        cfg = self.cfg
-        get_spec(cfg.dataset.name)  # raises on an unknown dataset
-        if cfg.num_clients < 2:
-            raise ValueError(f"num_clients must be >= 2, got {cfg.num_clients}")
-        if not 0 <= cfg.num_malicious < cfg.num_clients:
-            raise ValueError(
-                f"num_malicious must be in [0, num_clients), got {cfg.num_malicious}"
-            )
-        if cfg.rounds.train < 1:
-            raise ValueError(f"rounds.train must be >= 1, got {cfg.rounds.train}")
-        for method in self.methods:
-            if method.startswith("fedup-"):
-                rate = method.removeprefix("fedup-")
-                try:
-                    ok = 0.0 <= float(rate) <= 1.0
-                except ValueError:
-                    ok = False
-                if not ok:
-                    raise ValueError(
-                        f"{method!r}: use fedup-<rate> with a rate in [0, 1]"
-                    )
-            elif method not in METHODS:
-                raise ValueError(f"unknown unlearning method {method!r}; use {METHODS}")
-        detectors = ONE_SHOT_DETECTORS + ONLINE_DETECTORS
-        if cfg.detector.name not in detectors:
-            raise ValueError(
-                f"unknown detector {cfg.detector.name!r}; use one of {detectors}"
-            )
-        if (
-            cfg.detector.name == "false_positive"
-            and cfg.num_malicious + 1 >= cfg.num_clients
-        ):
-            raise ValueError("false_positive needs a benign client to flag")
-        if cfg.attack.name not in ("none", "label_flip", "backdoor"):
-            raise ValueError(f"unknown attack {cfg.attack.name!r}")
+        validate(self.cfg)
 
     @property
     def num_clients(self) -> int:
@@ -108,14 +40,14 @@ class Scenario:
     @property
     def online(self) -> bool:
         """Detection every round (a real detector) rather than an oracle at T."""
-        return str(self.cfg.detector.name) in ONLINE_DETECTORS
+        return is_online(str(self.cfg.detector.name))
 
     def make_detector(self) -> Any:
         """The configured online detector, wrapped to act from ``from_round``."""
         from simulations.online import FlagEveryRound, FromRound
 
         det = self.cfg.detector
-        if det.name == "dos":
+        if det.name == "dos":  # harness-only (config.HARNESS_ONLINE_DETECTORS)
             inner: Any = FlagEveryRound()
         else:
             from fedup_flwr.detectors import get_detector
@@ -179,9 +111,7 @@ class Scenario:
         the ablations prune the same number of weights per layer.
         """
         u = self.cfg.unlearning
-        fixed = None
-        if method.startswith("fedup-"):
-            method, fixed = "fedup", float(method.removeprefix("fedup-"))
+        parsed = parse_method(method)
         common = {
             "p_min": float(u.p_min),
             "p_max": float(u.p_max),
@@ -189,8 +119,8 @@ class Scenario:
             "rate_limit": int(u.rate_limit),
             "recovery_rounds": int(u.recovery_rounds),
         }
-        if method in ("fedup", "random_prune", "malicious_magnitude"):
-            rate = u.pruning_rate if fixed is None else fixed
+        if parsed.prunes:
+            rate = u.pruning_rate if parsed.rate is None else parsed.rate
             return {**common, "pruning_rate": None if rate is None else float(rate)}
         return {**common, "pruning_rate": 0.0}
 

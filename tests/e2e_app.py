@@ -7,6 +7,7 @@ ServerApp runs in the test's process under ``run_simulation``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from flwr.serverapp.strategy import FedAvg
 from fedup_flwr import FedUP
 
 NUM_NODES = 10
+CONNECT_TIMEOUT = 300.0  # seconds for the nodes to connect and identify
 RECORD: dict[str, Any] = {}
 
 
@@ -93,8 +95,12 @@ server = ServerApp()
 
 @server.main()
 def main(grid: Grid, context: Context) -> None:
+    deadline = time.monotonic() + CONNECT_TIMEOUT
     nodes = list(grid.get_node_ids())
     while len(nodes) < NUM_NODES:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(nodes)} of {NUM_NODES} nodes connected")
+        time.sleep(0.1)
         nodes = list(grid.get_node_ids())
     query = [
         Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY)
@@ -102,7 +108,7 @@ def main(grid: Grid, context: Context) -> None:
     ]
     node_of = {
         int(r.content["m"]["partition-id"]): r.metadata.src_node_id
-        for r in grid.send_and_receive(query)
+        for r in grid.send_and_receive(query, timeout=CONNECT_TIMEOUT)
     }
     RECORD.update(node_of=node_of, sent={}, models={})
     detector = ScriptedDetector({2: 9, 3: 8, 4: 7, 5: 6}, node_of)

@@ -11,11 +11,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fedup_flwr import (
+    adaptive_pruning_rate,
     apply_mask,
+    is_prunable,
     last_layer_similarity,
+    prunable_flags,
     prune_count,
     pruning_rate,
     recovery_rounds_bound,
+    top_k_mask,
     unlearning_mask,
     weighted_average,
 )
@@ -180,23 +184,25 @@ def test_apply_mask_validates() -> None:
         apply_mask(model(1), [np.zeros((2, 2)), np.zeros(2, bool)])
 
 
-# --------------------------------------------------------------- pruning_rate
-def test_pruning_rate_endpoints_and_paper_values() -> None:
-    assert pruning_rate(0.5) == pytest.approx(0.01)
-    assert pruning_rate(1.0) == pytest.approx(0.15)
-    assert pruning_rate(0.2) == pytest.approx(0.01)  # z clipped to 0
+# ------------------------------------------------------ adaptive_pruning_rate
+def test_adaptive_pruning_rate_endpoints_and_paper_values() -> None:
+    assert adaptive_pruning_rate(0.5) == pytest.approx(0.01)
+    assert adaptive_pruning_rate(1.0) == pytest.approx(0.15)
+    assert adaptive_pruning_rate(0.2) == pytest.approx(0.01)  # z clipped to 0
     # Section V-B's similarities: SIM 0.99 (z=0.98) and 0.89 (z=0.78). Eq. 5 gives
     # 13.7% and 5.0%; the paper's text rounds the first to "about 10%".
-    assert pruning_rate(0.99) == pytest.approx(0.14 * 0.98**5 + 0.01)
-    assert pruning_rate(0.89) == pytest.approx(0.14 * 0.78**5 + 0.01)
+    assert adaptive_pruning_rate(0.99) == pytest.approx(0.14 * 0.98**5 + 0.01)
+    assert adaptive_pruning_rate(0.89) == pytest.approx(0.14 * 0.78**5 + 0.01)
 
 
-def test_pruning_rate_is_monotone_and_parametrised() -> None:
-    values = [pruning_rate(s) for s in np.linspace(0.5, 1.0, 11)]
+def test_adaptive_pruning_rate_is_monotone_and_parametrised() -> None:
+    values = [adaptive_pruning_rate(s) for s in np.linspace(0.5, 1.0, 11)]
     assert values == sorted(values)
-    assert pruning_rate(0.75, gamma=1.0) == pytest.approx(0.01 + 0.14 * 0.5)
-    assert pruning_rate(0.75, p_min=0.1, p_max=0.1) == pytest.approx(0.1)
-    assert pruning_rate(0.5, sim_min=0.0, sim_max=1.0, gamma=1) == pytest.approx(0.08)
+    assert adaptive_pruning_rate(0.75, gamma=1.0) == pytest.approx(0.01 + 0.14 * 0.5)
+    assert adaptive_pruning_rate(0.75, p_min=0.1, p_max=0.1) == pytest.approx(0.1)
+    assert adaptive_pruning_rate(
+        0.5, sim_min=0.0, sim_max=1.0, gamma=1
+    ) == pytest.approx(0.08)
 
 
 @pytest.mark.parametrize(
@@ -208,13 +214,21 @@ def test_pruning_rate_is_monotone_and_parametrised() -> None:
         {"p_max": 2.0},
     ],
 )
-def test_pruning_rate_bad_params(kwargs: dict[str, float]) -> None:
+def test_adaptive_pruning_rate_bad_params(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
-        pruning_rate(0.9, **kwargs)
+        adaptive_pruning_rate(0.9, **kwargs)
 
 
-def test_pruning_rate_nan_similarity() -> None:
+def test_adaptive_pruning_rate_nan_similarity() -> None:
     with pytest.raises(ValueError, match="finite"):
+        adaptive_pruning_rate(float("nan"))
+
+
+def test_pruning_rate_is_a_deprecated_alias() -> None:
+    with pytest.warns(DeprecationWarning, match="adaptive_pruning_rate"):
+        old = pruning_rate(0.9, gamma=2.0)
+    assert old == adaptive_pruning_rate(0.9, gamma=2.0)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="finite"):
         pruning_rate(float("nan"))
 
 
@@ -270,3 +284,55 @@ def test_apply_mask_keeps_zero_dim_arrays() -> None:
     )
     assert isinstance(out[0], np.ndarray) and out[0].shape == () and int(out[0]) == 5
     assert isinstance(out[1], np.ndarray) and float(out[1]) == 0.0
+
+
+# ---------------------------------------------------------------- prunable
+def test_prunable_means_two_or_more_dimensions() -> None:
+    kernel, conv = np.zeros((3, 2)), np.zeros((4, 3, 3, 3))
+    bias, scalar = np.zeros(3), np.array(5, np.int64)
+    assert is_prunable(kernel) and is_prunable(conv)
+    assert not is_prunable(bias) and not is_prunable(scalar)
+    assert prunable_flags([kernel, bias, conv, scalar]) == [True, False, True, False]
+    # unlearning_mask's default is exactly these flags.
+    glob = [np.ones((2, 2)), np.ones(2), np.ones((1, 2, 2))]
+    mask = unlearning_mask([[np.zeros_like(a) for a in glob]], [glob], glob, 1.0)
+    assert [bool(m.any()) for m in mask] == prunable_flags(glob)
+
+
+# ------------------------------------------------------------------ top_k_mask
+def test_top_k_mask_picks_largest_and_breaks_ties_by_lowest_index() -> None:
+    score = np.array([3.0, 1.0, 3.0, 2.0, 3.0])
+    assert top_k_mask(score, 1).tolist() == [True, False, False, False, False]
+    assert top_k_mask(score, 2).tolist() == [True, False, True, False, False]
+    assert top_k_mask(score, 4).tolist() == [True, False, True, True, True]
+    # Any shape; ties in C order (row by row).
+    grid = np.array([[1, 5], [5, 0]])
+    assert top_k_mask(grid, 1).tolist() == [[False, True], [False, False]]
+    assert top_k_mask(np.zeros(4), 2).tolist() == [True, True, False, False]
+
+
+def test_top_k_mask_edges_and_bad_input() -> None:
+    score = np.arange(6.0).reshape(2, 3)
+    assert not top_k_mask(score, 0).any()
+    assert top_k_mask(score, 6).all() and top_k_mask(score, 6).shape == (2, 3)
+    for k in (-1, 7, 1.5):
+        with pytest.raises(ValueError, match="k must be an integer"):
+            top_k_mask(score, k)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NaN"):
+        top_k_mask(np.array([1.0, np.nan]), 1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    score=hnp.arrays(np.float64, st.integers(1, 40), elements=st.integers(-3, 3)),
+    data=st.data(),
+)
+def test_top_k_mask_matches_a_stable_sort(
+    score: np.ndarray, data: st.DataObject
+) -> None:
+    k = data.draw(st.integers(0, score.size))
+    # Reference: stable sort by descending score keeps the lowest index first.
+    order = np.argsort(-score, kind="stable")[:k]
+    want = np.zeros(score.size, bool)
+    want[order] = True
+    np.testing.assert_array_equal(top_k_mask(score, k), want)

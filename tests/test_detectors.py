@@ -16,9 +16,12 @@ import fedup_flwr.detectors as detectors_pkg
 from fedup_flwr.detector import Detector, OracleDetector
 from fedup_flwr.detectors import (
     BaseDetector,
+    CosineHistoryDetector,
     CosineOutlierDetector,
+    FlameClusterDetector,
     KrumScoreDetector,
     LastLayerClusterDetector,
+    RoundUpdates,
     available_detectors,
     get_detector,
     register_detector,
@@ -103,7 +106,12 @@ def assert_scores_separate(
     assert min(det.scores[n] for n in flagged) > max(unflagged)
 
 
-ALL_DETECTORS = [LastLayerClusterDetector, CosineOutlierDetector, KrumScoreDetector]
+ALL_DETECTORS = [
+    LastLayerClusterDetector,
+    CosineOutlierDetector,
+    KrumScoreDetector,
+    FlameClusterDetector,
+]
 
 
 # ------------------------------------------------------------------ base rules
@@ -114,17 +122,13 @@ class _FlagAll(BaseDetector):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.seen_updates: dict[int, list[Array]] = {}
+        self.seen_updates: RoundUpdates | None = None
 
     def _score_and_flag(
-        self,
-        server_round: int,
-        node_ids: Sequence[int],
-        updates: Mapping[int, list[Array]],
-        global_arrays: Sequence[Array],
+        self, server_round: int, updates: RoundUpdates
     ) -> tuple[dict[int, float], set[int]]:
-        self.seen_updates = dict(updates)
-        return {n: float(n) for n in node_ids}, set(node_ids)
+        self.seen_updates = updates
+        return {n: float(n) for n in updates.node_ids}, set(updates.node_ids)
 
 
 @pytest.mark.parametrize("n", [3, 4, 5, 6, 7, 8])
@@ -144,10 +148,13 @@ def test_base_passes_global_minus_local_updates() -> None:
     replies = {i: [g + rng.standard_normal(g.shape) for g in glob] for i in range(3)}
     det = _FlagAll()
     det.detect(1, replies, glob)
-    for node, local in replies.items():
-        for upd, g, loc in zip(det.seen_updates[node], glob, local, strict=True):
-            assert upd.dtype == np.float64
-            np.testing.assert_allclose(upd, g - loc)
+    seen = det.seen_updates
+    assert seen is not None and seen.node_ids == [0, 1, 2]
+    for index, g in enumerate(glob):
+        stacked = seen.stack(index)
+        assert stacked.dtype == np.float64
+        for row, node in enumerate(seen.node_ids):
+            np.testing.assert_allclose(stacked[row], (g - replies[node][index]).ravel())
 
 
 def test_base_rejects_mismatched_replies() -> None:
@@ -223,7 +230,7 @@ def test_deterministic_given_seed(cls: type[BaseDetector]) -> None:
     assert again.scores == scores_a
 
 
-@pytest.mark.parametrize("cls", ALL_DETECTORS)
+@pytest.mark.parametrize("cls", [*ALL_DETECTORS, CosineHistoryDetector])
 def test_detectors_satisfy_protocol(cls: type[BaseDetector]) -> None:
     assert isinstance(cls(), Detector)
 
@@ -286,12 +293,7 @@ def test_cluster_never_flags_half() -> None:
     replies = replies_from(updates, glob)
 
     raw_det = LastLayerClusterDetector()
-    glob64 = [np.asarray(a, dtype=np.float64) for a in glob]
-    raw_updates = {
-        n: [g - loc for g, loc in zip(glob64, r, strict=True)]
-        for n, r in replies.items()
-    }
-    _, raw = raw_det._score_and_flag(1, sorted(replies), raw_updates, glob64)
+    _, raw = raw_det._score_and_flag(1, RoundUpdates(replies, glob))
     assert raw == {0, 1}  # the raw LFighter decision flags half
 
     det = LastLayerClusterDetector()
@@ -333,13 +335,8 @@ def test_cosine_never_flags_half() -> None:
     rng = np.random.default_rng(8)
     updates = {0: base, 1: base, 2: noisy(base, rng, 0.3), 3: noisy(base, rng, 0.9)}
     replies = replies_from(updates, glob)
-    glob64 = [np.asarray(a, dtype=np.float64) for a in glob]
-    raw_updates = {
-        n: [g - loc for g, loc in zip(glob64, r, strict=True)]
-        for n, r in replies.items()
-    }
     _, raw = CosineOutlierDetector(k=0.0)._score_and_flag(
-        1, [0, 1, 2, 3], raw_updates, glob64
+        1, RoundUpdates(replies, glob)
     )
     assert raw == {2, 3}  # with k = 0 the raw decision flags half
 
@@ -451,14 +448,7 @@ def test_krum_flags_obvious_outlier() -> None:
 def test_krum_never_flags_half() -> None:
     outliers = [[s * a for a in honest_update()] for s in (-4.0, 6.0, 9.0)]
     replies, glob, bad = round_with(3, outliers, seed=12)
-    glob64 = [np.asarray(a, dtype=np.float64) for a in glob]
-    raw_updates = {
-        n: [g - loc for g, loc in zip(glob64, r, strict=True)]
-        for n, r in replies.items()
-    }
-    _, raw = KrumScoreDetector(f=3)._score_and_flag(
-        1, sorted(replies), raw_updates, glob64
-    )
+    _, raw = KrumScoreDetector(f=3)._score_and_flag(1, RoundUpdates(replies, glob))
     assert raw == bad  # f = 3 of 6: the raw decision flags half
 
     det = KrumScoreDetector(f=3)

@@ -10,24 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import processes_with_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def processes_with_env(key: str, value: str) -> list[int]:
-    """PIDs of this user's processes started with ``key=value`` in their env."""
-    found = []
-    needle = f"{key}={value}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 @pytest.mark.slow

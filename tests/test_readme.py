@@ -44,3 +44,16 @@ def test_readme_example_is_short() -> None:
         if ln.strip() and not ln.startswith(("import", "from"))
     ]
     assert len(lines) <= 14
+
+
+def test_readme_wrapper_example_builds_fedup_around_dp() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    namespace: dict[str, Any] = {}
+    exec(compile(blocks[0], str(README), "exec"), namespace)
+    exec(compile(blocks[1], str(README), "exec"), namespace)
+    strategy = namespace["strategy"]
+    assert type(strategy).__name__ == "FedUP"
+    assert (
+        type(strategy.strategy).__name__ == "DifferentialPrivacyServerSideFixedClipping"
+    )
+    assert strategy.weighted_by_key == "num-examples"

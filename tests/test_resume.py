@@ -1,5 +1,6 @@
 """A run killed in the middle of recovery resumes from its checkpoint and ends
-with the same global arrays as an uninterrupted run with the same seed."""
+with the same global arrays as an uninterrupted run with the same seed; the
+checkpoint gives back what it saved, mapped to the new run's node ids."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flwr.app import ArrayRecord
+from flwr.serverapp.strategy import FedAvg
+
+from fedup_flwr import FedUP, UnlearningEvent
+from simulations.checkpoint import Checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = [
@@ -35,6 +41,43 @@ def rows(out: Path) -> list[dict[str, str]]:
         return []
     with path.open() as fh:
         return list(csv.DictReader(fh))
+
+
+def test_checkpoint_returns_progress_in_new_node_ids(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pkl"
+    pid_of = {100: 0, 101: 1}  # first run: node id -> partition id
+    node_of = {0: 200, 1: 201}  # restarted run: partition id -> node id
+    arrays = ArrayRecord([np.arange(4.0).reshape(2, 2)])
+    rows = [{"phase": "train", "method": "all", "round": 1}]
+    strategy = FedUP(FedAvg())
+    strategy.exclude([101])
+    strategy.next_round = 5
+    event = UnlearningEvent(server_round=4, node_ids=[101], status="unlearned")
+    strategy.events.append(event)
+    saving = Checkpoint(path, enabled=False)  # always writes
+    saving.save_step("train", arrays, rows, None, pid_of)
+    saving.save_round("fedup", 4, arrays, strategy, rows, None, pid_of)
+    saving.save_events({"fedup": [event]}, {"not": 1.5})
+
+    assert Checkpoint(path, enabled=False).load(node_of) is None  # resume=false
+    loading = Checkpoint(path, enabled=True)
+    restored = loading.load(node_of)
+    assert restored is not None
+    assert sorted(restored.done) == ["train"] and restored.rows == rows
+    np.testing.assert_array_equal(
+        restored.done["train"].to_numpy_ndarrays()[0], np.arange(4.0).reshape(2, 2)
+    )
+    assert restored.events["fedup"][0].node_ids == [101]  # as the run reported
+    assert restored.storage == {"not": 1.5} and restored.history is None
+    assert loading.resume_step("train", node_of) is None  # finished, not current
+    progress = loading.resume_step("fedup", node_of)
+    assert progress is not None
+    assert (progress.first, progress.next_round) == (4, 5)
+    assert progress.state["excluded"] == [201]
+    assert progress.state["events"][0]["node_ids"] == [201]
+    resumed = FedUP(FedAvg())
+    resumed.load_state_dict(progress.state)
+    assert resumed.excluded == {201}
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:

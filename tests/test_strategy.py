@@ -3,102 +3,36 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_reply
+from conftest import (
+    NODES,
+    FakeGrid,
+    client_model,
+    fedavg,
+    global_model,
+    make_reply,
+    run_round,
+    set_task_identity,
+)
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
-from flwr.serverapp.strategy import FedAvg
-from flwr.supercore.task_identity import TaskIdentity
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+)
 
 from fedup_flwr import FedUP, OracleDetector, prune_count
-
-NODES = [1, 2, 3, 4, 5, 6]
+from fedup_flwr.exclusion import ExcludingStrategy
 
 
 @pytest.fixture(autouse=True)
 def _task_identity() -> None:
     # Flower reads the run id from the process's task identity when it builds
     # instruction messages; a ServerApp sets it, plain tests must.
-    TaskIdentity.run_id = 1
-    TaskIdentity.node_id = 0
-    TaskIdentity.task_id = 0
-
-
-def global_model() -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    return [
-        rng.normal(size=(4, 5)).astype(np.float32) + 3.0,
-        np.zeros(4, dtype=np.float32),
-    ]
-
-
-def client_model(node: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(node)
-    shift = 2.0 if node in (5, 6) else 0.0  # nodes 5 and 6 "attack"
-    return [
-        a + rng.normal(scale=0.1, size=a.shape).astype(np.float32) + shift
-        for a in global_model()
-    ]
-
-
-class FakeGrid:
-    """An in-process Grid: each node trains by returning client_model(node)."""
-
-    def __init__(self, nodes: Sequence[int] = NODES, reply: Any = None) -> None:
-        self.nodes = list(nodes)
-        self.trained: list[tuple[int, int]] = []  # (round, node)
-        self.evaluated: list[int] = []
-        self.reply = reply or (
-            lambda node, rnd, msg: make_reply(node, client_model(node), 10 * node)
-        )
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self.nodes)
-
-    def send_and_receive(
-        self, messages: Iterable[Message], timeout: float | None = None
-    ) -> list[Message]:
-        out = []
-        for msg in messages:
-            node = msg.metadata.dst_node_id
-            config = msg.content["config"]
-            if msg.metadata.message_type == "train":
-                self.trained.append((int(config["server-round"]), node))
-                out.append(self.reply(node, int(config["server-round"]), msg))
-            else:
-                self.evaluated.append(node)
-                out.append(
-                    make_reply(
-                        node,
-                        None,
-                        10,
-                        message_type="evaluate",
-                        metrics={"num-examples": 10, "acc": 0.5},
-                    )
-                )
-        return out
-
-
-def run_round(
-    strategy: FedUP,
-    rnd: int,
-    grid: FakeGrid | None = None,
-    arrays: ArrayRecord | None = None,
-) -> tuple[Any, Any]:
-    grid = grid or FakeGrid()
-    arrays = arrays or ArrayRecord(global_model())
-    msgs = list(strategy.configure_train(rnd, arrays, ConfigRecord(), grid))
-    replies = grid.send_and_receive(msgs)
-    return strategy.aggregate_train(rnd, replies)
-
-
-def fedavg(nodes: Sequence[int]) -> list[np.ndarray]:
-    w = np.array([10.0 * n for n in nodes])
-    models = [client_model(n) for n in nodes]
-    return [sum(wi * m[i] for wi, m in zip(w, models)) / w.sum() for i in range(2)]
+    set_task_identity()
 
 
 def test_no_detector_is_fedavg() -> None:
@@ -366,6 +300,31 @@ def test_constructor_validation() -> None:
         FedUP(recovery_rounds=-1)
     with pytest.raises(TypeError, match="detect"):
         FedUP(detector=object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must not exceed p_max"):
+        FedUP(p_min=0.2, p_max=0.1)
+    with pytest.raises(ValueError, match="gamma"):
+        FedUP(gamma=0)
+    with pytest.raises(ValueError, match="first_round"):
+        FedUP(first_round=0)
+
+
+def test_excluding_strategy_alone_trains_without_the_excluded_nodes(
+    caplog: Any,
+) -> None:
+    # FedUP's base, without detection: the retrain-without-them baseline.
+    strategy = ExcludingStrategy()
+    strategy.exclude([5, 6])
+    grid = FakeGrid()
+    msgs = list(
+        strategy.configure_train(1, ArrayRecord(global_model()), ConfigRecord(), grid)
+    )
+    arrays, metrics = strategy.aggregate_train(1, grid.send_and_receive(msgs))
+    assert {n for _, n in grid.trained} == {1, 2, 3, 4}
+    for got, want in zip(arrays.to_numpy_ndarrays(), fedavg([1, 2, 3, 4])):
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert metrics["fedup-excluded-nodes"] == 2 and strategy.last_round == 1
+    strategy.summary()
+    assert "Excluded nodes: [5, 6]" in caplog.text
 
 
 def test_wraps_inner_strategy_settings() -> None:
@@ -436,3 +395,80 @@ def test_late_unsolicited_and_duplicate_replies_are_dropped() -> None:
     assert metrics["fedup-rejected-replies"] == 2
     for got, want in zip(arrays.to_numpy_ndarrays(), fedavg([1, 2, 3])):
         np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+# ------------------------------------------------------- composing with wrappers
+def dp(inner: Any, clipping_norm: float = 0.5) -> Any:
+    return DifferentialPrivacyServerSideFixedClipping(
+        inner, noise_multiplier=0.0, clipping_norm=clipping_norm, num_sampled_clients=6
+    )
+
+
+def test_fedup_around_a_dp_wrapper_clips_then_prunes() -> None:
+    # The supported composition: FedUP(DP(FedAvg())).
+    strategy = FedUP(dp(FedAvg()), detector=OracleDetector({1: [6]}), pruning_rate=0.25)
+    assert strategy.weighted_by_key == "num-examples"  # found through the wrapper
+    arrays, metrics = run_round(strategy, 1)
+    out = arrays.to_numpy_ndarrays()
+    glob = global_model()
+    [event] = strategy.events
+    assert event.status == "unlearned" and event.node_ids == [6]
+    assert event.pruned == [prune_count(0.25, 20), 0]
+    assert int(np.count_nonzero(out[0] == 0)) == prune_count(0.25, 20)
+    # DP clipped every update to norm 0.5, so the kept weights stay within 0.5
+    # of the global model (plain FedAvg of nodes 1-5 would move them further).
+    kept = out[0] != 0
+    delta = np.concatenate([(out[0] - glob[0])[kept], out[1] - glob[1]])
+    assert np.linalg.norm(delta) <= 0.5 + 1e-5
+    assert np.linalg.norm(fedavg([1, 2, 3, 4, 5])[0] - glob[0]) > 0.5
+    assert metrics["fedup-unlearned-nodes"] == 1
+    grid = FakeGrid()
+    run_round(strategy, 2, grid)
+    assert 6 not in {n for _, n in grid.trained}
+
+
+def test_wrapped_fedup_warns_and_tells_the_rounds_still_required(caplog: Any) -> None:
+    fedup = FedUP(
+        detector=OracleDetector({2: [6]}), pruning_rate=0.1, recovery_rounds=3
+    )
+    wrapper = dp(fedup, clipping_norm=100.0)
+    grid = FakeGrid()
+    wrapper.start(grid, ArrayRecord(global_model()), num_rounds=3)
+    # The wrapper's start runs no extra round: recovery is cut short, and said so.
+    assert max(r for r, _ in grid.trained) == 3
+    assert [e.server_round for e in fedup.events] == [2]
+    assert fedup.last_round == 3 and fedup.rounds_required() == 2
+    assert fedup.rounds_required(4) == 1 and fedup.rounds_required(5) == 0
+    assert "2 recovery rounds are still required" in caplog.text
+    # The documented way to finish: continue the numbering, run what is missing.
+    fedup.next_round = fedup.last_round + 1
+    wrapper.start(grid, ArrayRecord(global_model()), num_rounds=fedup.rounds_required())
+    assert sorted({r for r, _ in grid.trained}) == [1, 2, 3, 4, 5]
+    assert fedup.rounds_required() == 0
+
+
+def test_start_extends_itself_and_does_not_warn(caplog: Any) -> None:
+    strategy = FedUP(
+        detector=OracleDetector({2: [6]}), pruning_rate=0.1, recovery_rounds=3
+    )
+    strategy.start(FakeGrid(), ArrayRecord(global_model()), num_rounds=3)
+    assert strategy.last_round == 5 and strategy.rounds_required() == 0
+    assert "still required" not in caplog.text
+
+
+def test_a_wrapped_run_ending_with_deferred_unlearning_warns(caplog: Any) -> None:
+    # Node 5 is flagged in round 2, inside the rate-limit window of round 1's
+    # unlearning: it is excluded but still in the model when the run ends.
+    # (FedUP's own start() runs the deferred unlearning: test_hardening.py.)
+    strategy = FedUP(
+        detector=OracleDetector({1: [6], 2: [5]}),
+        pruning_rate=0.1,
+        rate_limit=5,
+        recovery_rounds=0,
+    )
+    dp(strategy, clipping_norm=100.0).start(
+        FakeGrid(), ArrayRecord(global_model()), num_rounds=3
+    )
+    assert list(strategy.policy.pending) == [5]
+    assert "nodes [5] are excluded but not yet unlearned" in caplog.text
+    assert strategy.rounds_required() == 3  # rounds 4 and 5 wait, 6 unlearns

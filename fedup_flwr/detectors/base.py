@@ -2,9 +2,10 @@
 
 Every built-in detector
 
-* works on *updates*, ``global - local`` per array (the sign convention of
-  LFighter and FL-Defender: an update is the local step in gradient direction),
-  computed once per round here and handed to :meth:`BaseDetector._score_and_flag`;
+* works on *updates*, ``global - local`` per array, read through one
+  :class:`~fedup_flwr.detectors.updates.RoundUpdates` per round that computes
+  only what the detector asks for (one layer, or inner products of the whole
+  updates), in the model's dtype (float32 for PyTorch models);
 * needs at least ``min_replies`` replies, otherwise it flags nothing;
 * never flags half or more of the round's replies (FedUP's benign-majority
   assumption): a larger raw decision is cut down to the ``ceil(n / 2) - 1``
@@ -24,43 +25,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 from flwr.common.logger import log
-from numpy.typing import NDArray
 
 from fedup_flwr.detector import Arrays
+from fedup_flwr.detectors.updates import RoundUpdates, last_kernel_index
 
-__all__ = ["BaseDetector", "Updates", "last_kernel_index"]
-
-Updates = list[NDArray[np.float64]]
-"""One node's update: ``global - local`` per array, as float64."""
-
-
-def last_kernel_index(arrays: Arrays) -> int | None:
-    """Return the index of the last array with two or more dimensions.
-
-    For a classifier ending in a ``Linear`` layer this is its kernel, of shape
-    ``(num_classes, features)`` (PyTorch convention: one row per output).
-
-    Parameters
-    ----------
-    arrays : Sequence[numpy.ndarray]
-        The model's arrays, in order.
-
-    Returns
-    -------
-    int or None
-        The index, or ``None`` when every array has fewer than two dimensions.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> arrays = [np.zeros((3, 2)), np.zeros(3), np.zeros((10, 3)), np.zeros(10)]
-    >>> last_kernel_index(arrays)
-    2
-    """
-    for index in range(len(arrays) - 1, -1, -1):
-        if np.ndim(arrays[index]) >= 2:
-            return index
-    return None
+__all__ = ["BaseDetector", "RoundUpdates", "last_kernel_index"]
 
 
 class BaseDetector(ABC):
@@ -150,28 +119,8 @@ class BaseDetector(ABC):
             )
             self.scores = self._fallback_scores(node_ids)
             return set()
-        globals64 = [np.asarray(a, dtype=np.float64) for a in global_arrays]
-        updates: dict[int, Updates] = {}
-        for node in node_ids:
-            local = replies[node]
-            if len(local) != len(globals64):
-                raise ValueError(
-                    f"node {node} replied {len(local)} arrays, the global model "
-                    f"has {len(globals64)}"
-                )
-            update: Updates = []
-            for index, (glob, loc) in enumerate(zip(globals64, local, strict=True)):
-                loc64 = np.asarray(loc, dtype=np.float64)
-                if loc64.shape != glob.shape:
-                    raise ValueError(
-                        f"node {node}: array {index} has shape {loc64.shape}, "
-                        f"the global one {glob.shape}"
-                    )
-                update.append(glob - loc64)
-            updates[node] = update
-        raw_scores, raw_flagged = self._score_and_flag(
-            server_round, node_ids, updates, globals64
-        )
+        updates = RoundUpdates(replies, global_arrays)
+        raw_scores, raw_flagged = self._score_and_flag(server_round, updates)
         scores = {node: float(raw_scores.get(node, 0.0)) for node in node_ids}
         flagged = {int(node) for node in raw_flagged} & set(node_ids)
         self.scores = scores
@@ -200,11 +149,7 @@ class BaseDetector(ABC):
     # ----------------------------------------------------------- for subclasses
     @abstractmethod
     def _score_and_flag(
-        self,
-        server_round: int,
-        node_ids: Sequence[int],
-        updates: Mapping[int, Updates],
-        global_arrays: Sequence[NDArray[np.float64]],
+        self, server_round: int, updates: RoundUpdates
     ) -> tuple[dict[int, float], set[int]]:
         """Score every node and return the raw decision.
 
@@ -212,12 +157,9 @@ class BaseDetector(ABC):
         ----------
         server_round : int
             The current round.
-        node_ids : Sequence[int]
-            The replying nodes, sorted; at least ``min_replies`` of them.
-        updates : Mapping[int, list[numpy.ndarray]]
-            ``{node_id: [global - local per array]}``, float64.
-        global_arrays : Sequence[numpy.ndarray]
-            The global arrays, float64.
+        updates : RoundUpdates
+            The round's updates; ``updates.node_ids`` are the replying nodes,
+            sorted, at least ``min_replies`` of them.
 
         Returns
         -------

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 from flwr.common.logger import log
-from numpy.typing import NDArray
 from sklearn.metrics.pairwise import cosine_similarity
 
-from fedup_flwr.detectors.base import BaseDetector, Updates, last_kernel_index
+from fedup_flwr.detectors.base import BaseDetector, RoundUpdates, last_kernel_index
 from fedup_flwr.detectors.registry import register_detector
 
 __all__ = ["CosineOutlierDetector"]
@@ -184,13 +183,10 @@ class CosineOutlierDetector(BaseDetector):
         return scores
 
     def _score_and_flag(
-        self,
-        server_round: int,
-        node_ids: Sequence[int],
-        updates: Mapping[int, Updates],
-        global_arrays: Sequence[NDArray[np.float64]],
+        self, server_round: int, updates: RoundUpdates
     ) -> tuple[dict[int, float], set[int]]:
-        index = last_kernel_index(global_arrays)
+        node_ids = updates.node_ids
+        index = last_kernel_index(updates.global_arrays)
         if index is None:
             log(
                 logging.WARNING,
@@ -200,7 +196,7 @@ class CosineOutlierDetector(BaseDetector):
                 server_round,
             )
             return self._fallback_scores(node_ids), set()
-        matrix = np.stack([updates[node][index].reshape(-1) for node in node_ids])
+        matrix = updates.stack(index)  # only the last layer is read
         median = np.median(matrix, axis=0)
         similarities = cosine_similarity(matrix, median[np.newaxis, :])[:, 0]
         for node, similarity in zip(node_ids, similarities, strict=True):

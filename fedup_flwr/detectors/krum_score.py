@@ -8,15 +8,11 @@ NeurIPS 2017.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 from flwr.common.logger import log
-from numpy.typing import NDArray
-from sklearn.metrics.pairwise import euclidean_distances
 
-from fedup_flwr.detector import flatten_arrays
-from fedup_flwr.detectors.base import BaseDetector, Updates
+from fedup_flwr.detectors.base import BaseDetector, RoundUpdates
 from fedup_flwr.detectors.registry import register_detector
 
 __all__ = ["KrumScoreDetector"]
@@ -85,16 +81,13 @@ class KrumScoreDetector(BaseDetector):
         )
 
     def _score_and_flag(
-        self,
-        server_round: int,
-        node_ids: Sequence[int],
-        updates: Mapping[int, Updates],
-        global_arrays: Sequence[NDArray[np.float64]],
+        self, server_round: int, updates: RoundUpdates
     ) -> tuple[dict[int, float], set[int]]:
+        node_ids = updates.node_ids
         n = len(node_ids)
         neighbours = n - self.f - 2
-        matrix = np.stack([flatten_arrays(updates[node]) for node in node_ids])
-        distances = euclidean_distances(matrix, squared=True)
+        # from inner products accumulated chunk by chunk: no (n, size) matrix
+        distances = updates.squared_distances()
         np.fill_diagonal(distances, np.inf)
         nearest = np.sort(distances, axis=1)[:, : max(1, neighbours)]
         krum = nearest.sum(axis=1)

@@ -9,7 +9,6 @@ federated learning", Neural Networks 170 (2024) 111-126
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 from flwr.common.logger import log
@@ -17,7 +16,7 @@ from numpy.typing import NDArray
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import normalize
 
-from fedup_flwr.detectors.base import BaseDetector, Updates, last_kernel_index
+from fedup_flwr.detectors.base import BaseDetector, RoundUpdates, last_kernel_index
 from fedup_flwr.detectors.registry import register_detector
 
 __all__ = ["LastLayerClusterDetector"]
@@ -160,13 +159,10 @@ class LastLayerClusterDetector(BaseDetector):
         )
 
     def _score_and_flag(
-        self,
-        server_round: int,
-        node_ids: Sequence[int],
-        updates: Mapping[int, Updates],
-        global_arrays: Sequence[NDArray[np.float64]],
+        self, server_round: int, updates: RoundUpdates
     ) -> tuple[dict[int, float], set[int]]:
-        index = last_kernel_index(global_arrays)
+        node_ids = updates.node_ids
+        index = last_kernel_index(updates.global_arrays)
         if index is None:
             log(
                 logging.WARNING,
@@ -177,10 +173,9 @@ class LastLayerClusterDetector(BaseDetector):
             )
             self.classes = ()
             return dict.fromkeys(node_ids, 0.0), set()
-        outputs = global_arrays[index].shape[0]
-        kernels = np.stack(
-            [updates[node][index].reshape(outputs, -1) for node in node_ids]
-        )  # (nodes, outputs, features)
+        outputs = updates.global_arrays[index].shape[0]
+        # (nodes, outputs, features): only the last layer is read
+        kernels = updates.stack(index).reshape(len(node_ids), outputs, -1)
         if outputs <= 2:
             self.classes = tuple(range(outputs))
             features = kernels.reshape(len(node_ids), -1)

@@ -1,0 +1,5 @@
+"""``python -m simulations.detection``: see :mod:`simulations.detection.cli`."""
+
+from simulations.detection.cli import cli
+
+cli()

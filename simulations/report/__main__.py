@@ -1,0 +1,5 @@
+"""``python -m simulations.report``."""
+
+from simulations.report.cli import main
+
+main()
