@@ -19,12 +19,16 @@ and :func:`compose` do it, so a detector registered at import time (e.g. in
 
 from __future__ import annotations
 
+import difflib
+import functools
 import shlex
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from simulations.data import get_spec
+from simulations.attacks import DEFAULT_FLIP, Backdoor, LabelFlip
+from simulations.data import PARTITIONERS, check_data, get_spec
 from simulations.methods import parse_method
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -34,6 +38,14 @@ ONE_SHOT_DETECTORS = ("oracle", "false_positive")
 HARNESS_ONLINE_DETECTORS = ("dos",)
 """Harness detectors that run every round (not in the library's registry)."""
 ATTACKS = ("none", "label_flip", "backdoor")
+# Methods whose unlearning goes through FedUP's guard (a detector flags).
+GUARDED = frozenset({"fedup", "natural", "random_prune", "malicious_magnitude", "not"})
+# Keys whose contents are free (a detector's constructor arguments).
+FREE_KEYS = frozenset({"detector.params"})
+
+
+class ConfigError(ValueError):
+    """A setting that cannot run; the message says what to change."""
 
 
 def registry_detectors() -> list[str]:
@@ -111,40 +123,284 @@ def compose(overrides: str | list[str] = "") -> DictConfig:
         return hydra_compose(config_name="config", overrides=items)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check a composed config before anything starts.
+def validate(cfg: DictConfig, *, data: bool = True) -> None:
+    """Check a composed config before anything starts (the one place).
+
+    Checks unknown keys (against the keys of ``conf/``, also those added with
+    ``+``), names (dataset, partition, methods, detector, attack), ranges
+    (counts, fractions, rates, rounds), the attack's parameters, a
+    ``num_malicious`` FedUP's guard would refuse, the Ray settings and, with
+    ``data``, that the dataset can be read (:func:`simulations.data.check_data`).
 
     Parameters
     ----------
     cfg : DictConfig
         The composed config.
+    data : bool (default: True)
+        Also check where the dataset is read from.
 
     Raises
     ------
-    ValueError
-        On an unknown dataset, method, detector or attack, or counts out of
-        range; the message says what is accepted.
+    ConfigError
+        On the first problem found; the message says what is wrong and what to
+        do, on one line.
     """
-    get_spec(cfg.dataset.name)  # raises on an unknown dataset
-    if cfg.num_clients < 2:
-        raise ValueError(f"num_clients must be >= 2, got {cfg.num_clients}")
-    if not 0 <= cfg.num_malicious < cfg.num_clients:
-        raise ValueError(
-            f"num_malicious must be in [0, num_clients), got {cfg.num_malicious}"
+    try:
+        _check_keys(cfg)
+        _check_counts(cfg)
+        _check_training(cfg)
+        _check_unlearning(cfg)
+        _check_detector(cfg)
+        _check_attack(cfg)
+        _check_guard(cfg)
+        check_ray(cfg)
+        if data:
+            check_data(str(cfg.dataset.name))
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, RuntimeError) as err:  # from the builders
+        raise ConfigError(str(err).replace("\n", " ")) from err
+
+
+def check_ray(cfg: DictConfig) -> None:
+    """``ray_address`` joins a cluster whose CPUs are its own: no ``ray_num_cpus``.
+
+    Raises
+    ------
+    ConfigError
+        If both are set, or ``ray_num_cpus`` is not a positive integer.
+    """
+    address = cfg.get("ray_address")
+    cpus = cfg.get("ray_num_cpus")
+    if address is not None and cpus is not None:
+        raise ConfigError(
+            f"ray_address={address} joins a running Ray cluster, whose CPUs "
+            f"are set by its `ray start --num-cpus`; drop ray_num_cpus={cpus} "
+            "(or set ray_address=null for a local Ray)"
         )
-    if cfg.rounds.train < 1:
-        raise ValueError(f"rounds.train must be >= 1, got {cfg.rounds.train}")
+    if cpus is not None:
+        _number(cfg, "ray_num_cpus", 1, integer=True)
+
+
+# ------------------------------------------------------------------ keys
+@functools.cache
+def _schema() -> dict[str, Any]:
+    """Every key ``conf/`` defines: config.yaml's, and per group the union of
+    its options' keys (plus ``verbose``)."""
+    base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml"))
+    assert isinstance(base, dict)
+    schema: dict[str, Any] = {
+        k: v for k, v in base.items() if k not in ("defaults", "hydra")
+    }
+    for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir()):
+        if group.name == "experiment":
+            continue  # sets keys of the others (``@package _global_``)
+        keys: dict[str, Any] = {"name": None, "from_round": None, "params": None}
+        keys = keys if group.name == "detector" else {}
+        for option in group.glob("*.yaml"):
+            node = OmegaConf.to_container(OmegaConf.load(option))
+            assert isinstance(node, dict)
+            keys.update({k: v for k, v in node.items() if k != "defaults"})
+        schema[group.name] = keys
+    return schema
+
+
+def _check_keys(cfg: DictConfig) -> None:
+    unknown = _unknown(cfg, _schema(), "")
+    if unknown:
+        path, known = unknown
+        close = difflib.get_close_matches(path.rsplit(".", 1)[-1], known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"unknown config key {path!r} (a typo, or added with `+`?); {hint}"
+            f"known keys here: {', '.join(sorted(known))}"
+        )
+
+
+def _unknown(node: Any, schema: dict[str, Any], prefix: str) -> Any:
+    """The first key of ``node`` missing from ``schema``, with the known ones."""
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if key not in schema:
+            return path, list(schema)
+        child, known = node[key], schema[key]
+        if path in FREE_KEYS or not isinstance(known, dict):
+            continue
+        if OmegaConf.is_dict(child):
+            found = _unknown(child, known, f"{path}.")
+            if found:
+                return found
+    return None
+
+
+# ---------------------------------------------------------------- ranges
+def _number(
+    cfg: DictConfig,
+    key: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    integer: bool = False,
+    open_low: bool = False,
+    null: bool = False,
+) -> float | None:
+    """``cfg.<key>`` checked: a number (an integer), within [low, high]."""
+    value = OmegaConf.select(cfg, key)
+    if value is None and null:
+        return None
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, int if integer else (int, float)) and not isinstance(
+        value, bool
+    )
+    if ok and value == value:  # not NaN
+        above = low is None or (value > low if open_low else value >= low)
+        if above and (high is None or value <= high):
+            return float(value)
+    where = (
+        ("(" if open_low else "[")
+        + ("-inf" if low is None else f"{low:g}")
+        + ", "
+        + ("inf" if high is None else f"{high:g}")
+        + ("]" if high is not None else ")")
+    )
+    raise ConfigError(
+        f"{key} must be {kind} in {where}{' or null' if null else ''}, got {value!r}"
+    )
+
+
+def _check_counts(cfg: DictConfig) -> None:
+    clients = _number(cfg, "num_clients", 2, integer=True)
+    assert clients is not None
+    _number(cfg, "num_malicious", 0, clients - 1, integer=True)
+    _number(cfg, "seed", 0, integer=True)
+    _number(cfg, "rounds.train", 1, integer=True)
+    recovery = _number(cfg, "rounds.max_recovery", 0, integer=True)
+    _number(cfg, "rounds.min_recovery", 0, recovery, integer=True)
+    _number(cfg, "rounds.max_retrain", 0, integer=True)
+
+
+def _check_training(cfg: DictConfig) -> None:
+    get_spec(cfg.dataset.name)  # raises on an unknown dataset
+    if cfg.partition.name not in PARTITIONERS:
+        raise ConfigError(
+            f"unknown partition {cfg.partition.name!r}; use one of {list(PARTITIONERS)}"
+        )
+    if cfg.partition.name == "dirichlet":
+        _number(cfg, "partition.alpha", 0, open_low=True)
+    _number(cfg, "fraction", 0, 1, open_low=True)
+    _number(cfg, "test_fraction", 0, 1, open_low=True)
+    _number(cfg, "tolerance", 0, 1)
+    _number(cfg, "train.local_epochs", 1, integer=True)
+    _number(cfg, "train.batch_size", 1, integer=True)
+    _number(cfg, "train.lr", 0, open_low=True)
+    _number(cfg, "client_resources.num_cpus", 0, open_low=True)
+    _number(cfg, "client_resources.num_gpus", 0)
+
+
+def _check_unlearning(cfg: DictConfig) -> None:
     parse_method(str(cfg.unlearning.method))  # raises on an unknown name
     for method in cfg.get("compare", []) or []:
         parse_method(str(method))
+    _number(cfg, "unlearning.pruning_rate", 0, 1, null=True)
+    low = _number(cfg, "unlearning.p_min", 0, 1)
+    _number(cfg, "unlearning.p_max", low, 1)
+    _number(cfg, "unlearning.gamma", 0, open_low=True)
+    _number(cfg, "unlearning.rate_limit", 1, integer=True)
+    _number(cfg, "unlearning.recovery_rounds", 0, integer=True)
+    _number(cfg, "unlearning.not_layers", 1, integer=True)
+    _number(cfg, "unlearning.federaser_epoch_fraction", 0, 1, open_low=True)
+    _number(cfg, "unlearning.federaser_interval", 1, integer=True)
+
+
+def _check_detector(cfg: DictConfig) -> None:
     detector = str(cfg.detector.name)
     if detector not in detector_names():
-        raise ValueError(
+        raise ConfigError(
             f"unknown detector {detector!r}; use one of {detector_names()} "
             "(a detector registered with fedup_flwr.detectors.register_detector "
             "is accepted too)"
         )
+    if is_online(detector):
+        _number(cfg, "detector.from_round", 1, integer=True, null=True)
+    if detector in registry_detectors():
+        from fedup_flwr.detectors import get_detector
+
+        params = dict(cfg.detector.get("params") or {})
+        get_detector(detector, seed=int(cfg.seed), **params)  # bad params raise
     if detector == "false_positive" and cfg.num_malicious + 1 >= cfg.num_clients:
-        raise ValueError("false_positive needs a benign client to flag")
-    if cfg.attack.name not in ATTACKS:
-        raise ValueError(f"unknown attack {cfg.attack.name!r}; use one of {ATTACKS}")
+        raise ConfigError(
+            "detector=false_positive flags a benign client, but every client is "
+            "malicious; lower num_malicious"
+        )
+
+
+# ---------------------------------------------------------------- attack
+def label_flip(cfg: DictConfig) -> LabelFlip:
+    """The label-flipping attack of ``cfg.attack`` (its checks raise)."""
+    att = cfg.attack
+    source, target = DEFAULT_FLIP[cfg.dataset.name]
+    return LabelFlip(
+        int(source if att.source is None else att.source),
+        int(target if att.target is None else att.target),
+        float(att.fraction),
+        seed=int(cfg.seed),
+        num_classes=get_spec(cfg.dataset.name).num_classes,
+    )
+
+
+def backdoor(cfg: DictConfig) -> Backdoor:
+    """The backdoor attack of ``cfg.attack`` (its checks raise)."""
+    att = cfg.attack
+    return Backdoor(
+        target=int(att.target),
+        size=int(att.size),
+        position=str(att.position),
+        fraction=float(att.fraction),
+        seed=int(cfg.seed),
+    )
+
+
+def _check_attack(cfg: DictConfig) -> None:
+    name = cfg.attack.name
+    if name not in ATTACKS:
+        raise ConfigError(f"unknown attack {name!r}; use one of {list(ATTACKS)}")
+    if name == "none":
+        return
+    for key in ("attack.fraction", "attack.extra_epochs"):
+        if OmegaConf.select(cfg, key) is not None:
+            integer = key.endswith("epochs")
+            _number(cfg, key, 0, None if integer else 1, integer=integer)
+    try:
+        if name == "backdoor":
+            attack = backdoor(cfg)
+            height, width = get_spec(cfg.dataset.name).image_size
+            if attack.size > min(height, width):
+                raise ConfigError(
+                    f"attack.size={attack.size} is larger than the "
+                    f"{height}x{width} images of {cfg.dataset.name}"
+                )
+        else:
+            label_flip(cfg)
+    except (ValueError, TypeError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"attack={name}: {err}") from err
+
+
+def _check_guard(cfg: DictConfig) -> None:
+    """Refuse now what FedUP's guard would refuse after all the training."""
+    detector = str(cfg.detector.name)
+    if is_online(detector):
+        return  # who is flagged is known only at run time
+    methods = [str(cfg.unlearning.method), *(cfg.get("compare", []) or [])]
+    if not any(parse_method(str(m)).kind in GUARDED for m in methods):
+        return
+    clients = int(cfg.num_clients)
+    flagged = 1 if detector == "false_positive" else int(cfg.num_malicious)
+    if 2 * flagged >= clients:
+        raise ConfigError(
+            f"FedUP's guard would refuse to unlearn {flagged} flagged of "
+            f"{clients} clients: Theorem 1 needs a benign majority, so the flagged "
+            f"clients must be fewer than half of the nodes (here at most "
+            f"{(clients - 1) // 2}); lower num_malicious or raise num_clients"
+        )

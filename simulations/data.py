@@ -45,6 +45,7 @@ __all__ = [
     "PARTITIONERS",
     "DatasetSpec",
     "ImageDataset",
+    "check_data",
     "get_spec",
     "load_partition",
     "load_test",
@@ -296,6 +297,73 @@ def load_test(dataset: str, *, fraction: float = 1.0, seed: int = 42) -> ImageDa
 # --------------------------------------------------------------------------- #
 # Internals
 # --------------------------------------------------------------------------- #
+
+
+def check_data(dataset: str, *, probe_timeout: float = 3.0) -> str:
+    """Say where ``dataset`` will be read from, or fail at once with how to fix it.
+
+    Checked before anything starts (see :func:`simulations.config.validate`):
+    with ``FEDUP_DATA_DIR`` set, its two parquet files must exist; unset, the
+    dataset must be in the Hugging Face cache or the Hub must answer one
+    connection within ``probe_timeout`` seconds (no retries), so that a machine
+    without network fails in seconds instead of after the Hub's retries.
+
+    Parameters
+    ----------
+    dataset : str
+        A key of :data:`DATASETS`.
+    probe_timeout : float (default: 3.0)
+        Seconds to wait for the Hub's answer when the data are not local.
+
+    Returns
+    -------
+    str
+        The local folder, or ``"the Hugging Face Hub"``.
+
+    Raises
+    ------
+    RuntimeError
+        If the local files are missing, or the data are neither local, cached,
+        nor reachable; the message says how to set ``FEDUP_DATA_DIR``.
+    """
+    spec = get_spec(dataset)
+    source = _source(spec)
+    if source is not None:
+        return source
+    if _hub_cached(spec):
+        return "the Hugging Face cache"
+    import socket
+
+    hint = (
+        f"set {DATA_DIR_ENV} to a folder holding {spec.dir_name}/train.parquet and "
+        f"{spec.dir_name}/test.parquet (Hugging Face hub schema of "
+        f"{spec.hub_name!r}), e.g. `export {DATA_DIR_ENV}=/path/to/data`"
+    )
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        raise RuntimeError(f"{DATA_DIR_ENV} is not set and HF_HUB_OFFLINE is; {hint}")
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=probe_timeout).close()
+    except OSError as err:
+        raise RuntimeError(
+            f"{DATA_DIR_ENV} is not set and the Hugging Face Hub is unreachable "
+            f"({err}); {hint}"
+        ) from None
+    return "the Hugging Face Hub"
+
+
+def _hub_cached(spec: DatasetSpec) -> bool:
+    """Whether the Hugging Face cache already holds ``spec``'s dataset."""
+    home = Path(
+        os.environ.get("HF_HOME", "") or Path("~/.cache/huggingface").expanduser()
+    )
+    org, name = spec.hub_name.split("/")
+    places = [
+        Path(os.environ.get("HF_DATASETS_CACHE", "") or home / "datasets")
+        / f"{org}___{name}",
+        Path(os.environ.get("HF_HUB_CACHE", "") or home / "hub")
+        / f"datasets--{org}--{name}",
+    ]
+    return any(p.is_dir() for p in places)
 
 
 def _check_fraction(fraction: float) -> float:

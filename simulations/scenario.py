@@ -11,9 +11,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from simulations.attacks import DEFAULT_FLIP, Backdoor, LabelFlip
-from simulations.config import CONF_DIR, compose, is_online, validate
-from simulations.data import get_spec
+from simulations.attacks import Backdoor, LabelFlip
+from simulations.config import (
+    CONF_DIR,
+    backdoor,
+    compose,
+    is_online,
+    label_flip,
+    validate,
+)
 from simulations.methods import parse_method
 
 __all__ = ["CONF_DIR", "Scenario", "compose"]  # CONF_DIR, compose: for callers
@@ -26,7 +32,7 @@ class Scenario:
     cfg: DictConfig
 
     def __post_init__(self) -> None:
-        validate(self.cfg)
+        validate(self.cfg, data=False)  # the entry points check the data first
 
     @property
     def num_clients(self) -> int:
@@ -84,25 +90,12 @@ class Scenario:
         return kwargs
 
     def label_flip(self) -> LabelFlip:
-        att = self.cfg.attack
-        source, target = DEFAULT_FLIP[self.cfg.dataset.name]
-        return LabelFlip(
-            int(source if att.source is None else att.source),
-            int(target if att.target is None else att.target),
-            float(att.fraction),
-            seed=int(self.cfg.seed),
-            num_classes=get_spec(self.cfg.dataset.name).num_classes,
-        )
+        """The label-flipping attack of ``attack`` (label_flip)."""
+        return label_flip(self.cfg)
 
     def backdoor(self) -> Backdoor:
-        att = self.cfg.attack
-        return Backdoor(
-            target=int(att.target),
-            size=int(att.size),
-            position=str(att.position),
-            fraction=float(att.fraction),
-            seed=int(self.cfg.seed),
-        )
+        """The backdoor attack of ``attack`` (backdoor)."""
+        return backdoor(self.cfg)
 
     def method_settings(self, method: str) -> dict[str, Any]:
         """FedUP arguments for a method (natural = exclusion, no pruning).

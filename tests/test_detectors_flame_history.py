@@ -144,6 +144,16 @@ def test_flame_identical_and_zero_updates_flag_nobody() -> None:
     assert FlameClusterDetector().detect(1, {i: glob for i in range(6)}, glob) == set()
 
 
+@pytest.mark.parametrize("cls", [FlameClusterDetector, CosineHistoryDetector])
+def test_one_or_two_replies_are_scored_not_flagged(cls: type[Any]) -> None:
+    rng = np.random.default_rng(2)
+    det = cls(min_replies=1)
+    for rnd, n in enumerate((1, 2, 1, 2), start=1):
+        replies, glob = make_round(rng, n)
+        assert det.detect(rnd, replies, glob) == set()
+        assert set(det.scores) == set(replies)
+
+
 def test_flame_validates_arguments() -> None:
     with pytest.raises(ValueError):
         FlameClusterDetector(k=-1.0)

@@ -363,8 +363,9 @@ def test_tables_v_to_vii_pool_seeds(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
     text = report.build_report(report.load_results(tmp_path), figures=False)
     table5 = _table(text, "Table V")
-    measured = [ln for ln in table5.splitlines() if "measured" in ln]
-    assert len(measured) == 1
+    measured = [ln for ln in table5.splitlines() if "| fedup | measured" in ln]
+    assert len(measured) == 1  # the two seeds in one row
+    assert "| natural | measured, 2 seeds" in table5
     assert (
         "measured, 2 seeds (`t5-iid-10-4-fp-s1`, `t5-iid-10-4-fp-s2`)" in (measured[0])
     )

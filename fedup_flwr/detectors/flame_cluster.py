@@ -41,7 +41,7 @@ def majority_cluster(distances: NDArray[np.float64]) -> NDArray[np.bool_]:
     -------
     numpy.ndarray
         A boolean mask of the cluster's members; all ``False`` when HDBSCAN
-        labels every node as noise.
+        labels every node as noise, all ``True`` for fewer than 3 nodes.
 
     Examples
     --------
@@ -54,6 +54,8 @@ def majority_cluster(distances: NDArray[np.float64]) -> NDArray[np.bool_]:
     benign-looking, is noise too (see :func:`outside_majority`).
     """
     n = distances.shape[0]
+    if n < 3:  # no minority to find (and HDBSCAN needs min_cluster_size >= 2)
+        return np.ones(n, dtype=bool)
     labels = (
         HDBSCAN(
             min_cluster_size=n // 2 + 1,
@@ -91,7 +93,7 @@ def outside_majority(
     Parameters
     ----------
     distances : numpy.ndarray
-        Symmetric ``(n, n)`` distances with a zero diagonal, ``n >= 2``.
+        Symmetric ``(n, n)`` distances with a zero diagonal.
     k : float
         Width of the threshold in scaled MADs.
     min_gap : float

@@ -25,8 +25,10 @@ class KrumScoreDetector(BaseDetector):
     """Flags the ``f`` nodes with the highest Krum scores.
 
     The Krum score of a node (Blanchard et al., NeurIPS 2017) is the sum of the
-    squared Euclidean distances from its flattened update (``global - local``,
-    all arrays) to its ``n - f - 2`` nearest other updates, where ``n`` is the
+    squared Euclidean distances from its whole update (``global - local``,
+    every floating array; the distances come from inner products accumulated
+    chunk by chunk, see :class:`~fedup_flwr.detectors.updates.RoundUpdates`)
+    to its ``n - f - 2`` nearest other updates, where ``n`` is the
     number of replies and ``f`` the assumed number of Byzantine nodes. Krum
     keeps the lowest score; this detector flags the ``f`` highest, i.e. the
     nodes farthest from any large group of peers. The score itself is reported

@@ -26,34 +26,41 @@ def _source(names: list[str]) -> str:
 
 
 def table5(runs: Runs) -> list[str]:
-    """Table V: one benign client flagged by mistake (runs ``t5-*``)."""
-    lines = header("split", "N (mal.)", "source", "test before/after",
+    """Table V: one benign client flagged by mistake (runs ``t5-*``); FedUP,
+    and natural forgetting when the runs have it."""
+    lines = header("split", "N (mal.)", "method", "source", "test before/after",
                    "forgetting data before/after", R_REC)  # fmt: skip
     for (part, n, m), names in sorted(group(runs, "t5").items()):
         mix = f"{n} ({m}) → {n - 1} ({m})"
         pp = PAPER_FP.get(part, {}).get((n, m))
         if pp:
-            lines.append(row(PART_LABEL[part], mix, "paper", f"{pp[0]} / {pp[1]}",
-                             f"{pp[2]} / {pp[3]}", pp[4]))  # fmt: skip
-        rs = [runs[x] for x in names]
-        fed = [r.methods["fedup"] for r in rs]
-        lines.append(row(
-            PART_LABEL[part], mix, _source(names),
-            f"{mean_sd([r.test_acc_before for r in rs])} / "
-            f"{mean_sd([f.test_acc_after for f in fed])}",
-            f"{mean_sd([r.forget_acc_before for r in rs])} / "
-            f"{mean_sd([f.forget_acc_after for f in fed])}",
-            _r_rec(runs, names, "fedup"),
-        ))  # fmt: skip
+            lines.append(row(PART_LABEL[part], mix, "fedup", "paper",
+                             f"{pp[0]} / {pp[1]}", f"{pp[2]} / {pp[3]}",
+                             pp[4]))  # fmt: skip
+        for method in ("fedup", "natural"):
+            have = [x for x in names if method in runs[x].methods]
+            if not have:
+                continue
+            rs = [runs[x] for x in have]
+            res = [r.methods[method] for r in rs]
+            lines.append(row(
+                PART_LABEL[part], mix, method, _source(have),
+                f"{mean_sd([r.test_acc_before for r in rs])} / "
+                f"{mean_sd([x.test_acc_after for x in res])}",
+                f"{mean_sd([r.forget_acc_before for r in rs])} / "
+                f"{mean_sd([x.forget_acc_after for x in res])}",
+                _r_rec(runs, have, method),
+            ))  # fmt: skip
     return lines
 
 
 def table6(runs: Runs) -> list[str]:
-    """Table VI: FedUP vs NoT under the backdoor (runs ``t4-*``)."""
+    """Table VI: FedUP vs NoT under the backdoor (runs ``t4-*``), natural
+    forgetting from the same runs for reference."""
     lines = header("split", "N (mal.)", "method", "source", "test before/after",
                    R_REC, "storage MB")  # fmt: skip
     for (part, n, m), names in sorted(group(runs, "t4").items()):
-        for method in ("fedup", "not"):
+        for method in ("fedup", "not", "natural"):
             pp = PAPER_NOT.get(part, {}).get((n, m), {}).get(method)
             if pp:
                 lines.append(row(PART_LABEL[part], f"{n} ({m})", method, "paper",
