@@ -212,13 +212,21 @@ class Checkpoint:
         rows: Rows,
         history: History | None,
         pid_of: Mapping_,
+        *,
+        next_round: int | None = None,
     ) -> None:
-        """After a round of ``step``: its arrays, FedUP's state, the rows."""
+        """After a round of ``step``: its arrays, FedUP's state, the rows.
+
+        ``next_round`` is the round to resume at (None: the strategy's
+        ``next_round``, right when its ``start`` returned); saving from inside
+        ``start`` (the evaluation hook) gives it, as FedUP advances
+        ``next_round`` only when ``start`` returns.
+        """
         self._common(rows, history, pid_of)
         self.data["current"] = {
             "step": step,
             "first": first,
-            "next_round": strategy.next_round,
+            "next_round": strategy.next_round if next_round is None else next_round,
             "arrays": _to_numpy(arrays),
             "state": _map_nodes(strategy.state_dict(), pid_of.__getitem__),
         }

@@ -123,7 +123,9 @@ def compose(overrides: str | list[str] = "") -> DictConfig:
         return hydra_compose(config_name="config", overrides=items)
 
 
-def validate(cfg: DictConfig, *, data: bool = True) -> None:
+def validate(
+    cfg: DictConfig, *, data: bool = True, keys: str | None = "config"
+) -> None:
     """Check a composed config before anything starts (the one place).
 
     Checks unknown keys (against the keys of ``conf/``, also those added with
@@ -138,6 +140,10 @@ def validate(cfg: DictConfig, *, data: bool = True) -> None:
         The composed config.
     data : bool (default: True)
         Also check where the dataset is read from.
+    keys : str | None (default: "config")
+        The primary config (``conf/<keys>.yaml``) whose keys, with its
+        groups', are the known ones; None skips the check (a config composed
+        from another primary file, e.g. ``conf/detection.yaml``).
 
     Raises
     ------
@@ -146,7 +152,8 @@ def validate(cfg: DictConfig, *, data: bool = True) -> None:
         do, on one line.
     """
     try:
-        _check_keys(cfg)
+        if keys is not None:
+            _check_keys(cfg, keys)
         _check_counts(cfg)
         _check_training(cfg)
         _check_unlearning(cfg)
@@ -184,10 +191,10 @@ def check_ray(cfg: DictConfig) -> None:
 
 # ------------------------------------------------------------------ keys
 @functools.cache
-def _schema() -> dict[str, Any]:
-    """Every key ``conf/`` defines: config.yaml's, and per group the union of
-    its options' keys (plus ``verbose``)."""
-    base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml"))
+def _schema(primary: str) -> dict[str, Any]:
+    """Every key ``conf/`` defines: the primary file's, and per group the
+    union of its options' keys."""
+    base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{primary}.yaml"))
     assert isinstance(base, dict)
     schema: dict[str, Any] = {
         k: v for k, v in base.items() if k not in ("defaults", "hydra")
@@ -205,8 +212,8 @@ def _schema() -> dict[str, Any]:
     return schema
 
 
-def _check_keys(cfg: DictConfig) -> None:
-    unknown = _unknown(cfg, _schema(), "")
+def _check_keys(cfg: DictConfig, primary: str) -> None:
+    unknown = _unknown(cfg, _schema(primary), "")
     if unknown:
         path, known = unknown
         close = difflib.get_close_matches(path.rsplit(".", 1)[-1], known, n=1)

@@ -45,8 +45,14 @@ from simulations.checkpoint import STEP_LOG, Checkpoint, Restored
 from simulations.evaluation import Evaluator
 from simulations.methods import parse_method
 from simulations.models import get_arrays, get_model
+from simulations.online import run_online
+from simulations.progress import WatchedGrid, event_note, progress_line
 from simulations.results import RoundLog, finish_run
 from simulations.scenario import Scenario
+
+
+class _StepDone(Exception):
+    """Raised by the evaluation hook to end a step before its last round."""
 
 
 class Experiment:
@@ -83,17 +89,13 @@ class Experiment:
         self.events = dict(restored.events)
         self.storage = dict(restored.storage)
 
-    def _evaluate_fn(
-        self, phase: str, method: str, started: list[float]
-    ) -> Callable[[int, ArrayRecord], MetricRecord]:
-        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-            metrics = self.evaluator.evaluate(arrays.to_numpy_ndarrays())
-            seconds = time.perf_counter() - started[0]
-            started[0] = time.perf_counter()
-            self.log.add(phase, method, server_round, seconds=seconds, **metrics)
-            return MetricRecord(dict(metrics.items()))
-
-        return evaluate
+    def _initial(self) -> None:
+        """Evaluate and log the initial model (once: not when resuming)."""
+        if self.log.rows:
+            return
+        metrics = self.evaluator.evaluate(self.initial.to_numpy_ndarrays())
+        self.log.add_initial(metrics)
+        print(progress_line("init", "all", 0, 0, metrics, 0.0, []), flush=True)
 
     def _inner(self) -> FedAvg:
         return FedAvg(
@@ -181,35 +183,59 @@ class Experiment:
         stop: Callable[[dict[str, float]], bool] | None = None,
         min_rounds: int = 0,
     ) -> ArrayRecord:
-        """Run a step's rounds one ``start`` at a time (early stop, checkpoints)."""
+        """Run a step's rounds in one ``start``; the evaluation hook logs each
+        round, checkpoints it, and ends the step early once ``stop`` holds."""
         phase, method = STEP_LOG[step] if step in STEP_LOG else ("unlearn", step)
-        started = [time.perf_counter()]
-        evaluate = self._evaluate_fn(phase, method, started)
         first = strategy.next_round
         progress = self.checkpoint.resume_step(step, self._node_of)
         if progress is not None:
             strategy.load_state_dict(progress.state)
             strategy.next_round = progress.next_round
             arrays, first = progress.arrays, progress.first
-        end = first + num_rounds
-        while strategy.next_round < end:
-            before = strategy.next_round
-            result = strategy.start(
-                grid, arrays, num_rounds=1, evaluate_fn=evaluate, timeout=3600
-            )
-            arrays = result.arrays
+        last_round = first + num_rounds - 1
+        watched = WatchedGrid(grid)
+        latest = [arrays]
+        started = [time.perf_counter()]
+
+        def hook(server_round: int, record: ArrayRecord) -> MetricRecord | None:
+            if server_round == 0:
+                return None  # the starting model, already evaluated
+            metrics = self.evaluator.evaluate(record.to_numpy_ndarrays())
+            seconds, started[0] = time.perf_counter() - started[0], time.perf_counter()
+            self.log.add(phase, method, server_round, seconds=seconds, **metrics)
+            latest[0] = record
+            note = event_note(strategy.events, server_round, self._pid_of)
+            trained = [self._pid_of.get(n, n) for n in watched.take_trained()]
+            print(
+                progress_line(
+                    phase, method, server_round, last_round, metrics, seconds,
+                    trained, note,
+                ),
+                flush=True,
+            )  # fmt: skip
             self.checkpoint.save_round(
-                step, first, arrays, strategy, self.log.rows, self.history, self._pid_of
-            )
-            done = strategy.next_round - first
+                step, first, record, strategy, self.log.rows, self.history,
+                self._pid_of, next_round=server_round + 1,
+            )  # fmt: skip
+            done = server_round + 1 - first
             if (
                 stop is not None
                 and done > min_rounds
                 and stop(self.log.last(phase, method))
             ):
-                break
-            if strategy.next_round == before:  # pragma: no cover - defensive
-                break
+                raise _StepDone  # Flower's loop has no early stop
+            return MetricRecord(dict(metrics.items()))
+
+        remaining = last_round + 1 - strategy.next_round
+        if remaining > 0:
+            try:
+                strategy.start(
+                    watched, arrays, num_rounds=remaining, evaluate_fn=hook,
+                    timeout=3600,
+                )  # fmt: skip
+            except _StepDone:
+                pass
+        arrays = latest[0]
         self.checkpoint.save_step(
             step, arrays, self.log.rows, self.history, self._pid_of
         )
@@ -254,11 +280,9 @@ class Experiment:
         if restored is not None:
             self._apply(restored)
         if self.scenario.online:
-            return self._run_online(grid, wall)
+            return run_online(self, grid, wall)
 
-        if not self.log.rows:
-            initial = self.evaluator.evaluate(self.initial.to_numpy_ndarrays())
-            self.log.add_initial(initial)
+        self._initial()
         trained, _ = self._step(
             "train", self._strategy, grid, lambda: self.initial, last - 1
         )
@@ -300,9 +324,7 @@ class Experiment:
                 min_rounds=min_rounds,
             )
             if strategy is not None:
-                self.events[method] = [
-                    e for e in strategy.events if e.status == "unlearned"
-                ]
+                self.events[method] = list(strategy.events)  # refusals too
                 self.checkpoint.save_events(self.events, self.storage)
             if kind == "federaser" and strategy is not None:
                 self.storage[f"{method}_seconds"] = time.perf_counter() - started
@@ -311,8 +333,9 @@ class Experiment:
                 # NoT needs only the global model (our subclass of FedUP keeps
                 # FedUP's bookkeeping, which NoT itself does not need).
                 self.storage[method] = model_nbytes(trained.to_numpy_ndarrays()) / 2**20
-                self.storage[f"{method}_seconds"] = (
-                    self.events[method][0].seconds if self.events.get(method) else 0.0
+                self.storage[f"{method}_seconds"] = next(
+                    (e.seconds for e in self.events[method] if e.status == "unlearned"),
+                    0.0,
                 )
 
         self.history = None  # B is not part of FedEraser's history
@@ -332,67 +355,5 @@ class Experiment:
             for i, a in enumerate(rec.to_numpy_ndarrays())
         }
         np.savez(self.out_dir / "final_arrays.npz", **finals)
-        self.checkpoint.remove()
-        return results
-
-    def _run_online(self, grid: Grid, wall: float) -> dict[str, Any]:
-        """Online flow: detection every round, FedUP fires on detection, then B."""
-        cfg = self.cfg
-        malicious = sorted(self._node_of[p] for p in self.scenario.malicious_partitions)
-        if not self.log.rows:
-            self.log.add_initial(
-                self.evaluator.evaluate(self.initial.to_numpy_ndarrays())
-            )
-        total = int(cfg.rounds.train) + int(cfg.rounds.max_recovery)
-
-        def build() -> FedUP:
-            settings = self.scenario.method_settings("fedup")
-            return FedUP(
-                self._inner(), detector=self.scenario.make_detector(), **settings
-            )
-
-        _, strategy = self._step("online", build, grid, lambda: self.initial, total)
-        if strategy is not None:
-            self.events["fedup"] = list(strategy.events)
-            self.checkpoint.save_events(self.events, self.storage)
-        rows = self.log.select("online", "fedup")
-        unlearned = [e for e in self.events.get("fedup", []) if e.status == "unlearned"]
-        first = unlearned[0].server_round if unlearned else None
-        before = rows[first - 2] if first and first >= 2 else rows[-1]
-        self._retrain(grid, malicious, before["test_acc"] - self.tolerance)
-        pid = self._pid_of
-        detection: dict[str, Any] = {
-            "unlearning_rounds": [e.server_round for e in unlearned],
-            "unlearned_partitions": [
-                sorted(pid[n] for n in e.node_ids) for e in unlearned
-            ],
-            "refused": [
-                {
-                    "round": e.server_round,
-                    "partitions": sorted(pid[n] for n in e.node_ids),
-                }
-                for e in self.events.get("fedup", [])
-                if e.status == "refused"
-            ],
-            "first_unlearning_round": first,
-        }
-        flagged = {pid[n] for e in unlearned for n in e.node_ids}
-        truth = set(self.scenario.malicious_partitions)
-        detection["precision"] = (
-            len(flagged & truth) / len(flagged) if flagged else None
-        )
-        detection["recall"] = len(flagged & truth) / len(truth) if truth else None
-        results = finish_run(
-            self.scenario,
-            self.out_dir,
-            self.log,
-            {"fedup": unlearned},
-            storage=self.storage,
-            unlearning_round=first or int(cfg.rounds.train),
-            wall_seconds=time.perf_counter() - wall,
-            before=before,
-            method_rows={"fedup": rows[first - 1 :] if first else rows[-1:]},
-            extra={"detection": detection},
-        )
         self.checkpoint.remove()
         return results

@@ -4,17 +4,23 @@ The harness wraps a detector so that its flags count only from ``from_round``
 on (it still sees every round, so detectors that accumulate history can), and
 provides ``FlagEveryRound``, a detector that flags a new node every round: an
 attack on the unlearning itself (section IV-D), which FedUP's rate limit and
-guard must absorb.
+guard must absorb. :func:`run_online` is the experiment's flow for them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flwr.serverapp import Grid
 from numpy.typing import NDArray
 
-from fedup_flwr import Detector
+from fedup_flwr import Detector, FedUP
+from simulations.results import finish_run
+
+if TYPE_CHECKING:
+    from simulations.experiment import Experiment
 
 Arrays = Sequence[NDArray[Any]]
 
@@ -68,3 +74,74 @@ class FlagEveryRound:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.flagged = [int(n) for n in state["flagged"]]
+
+
+def run_online(exp: Experiment, grid: Grid, wall: float) -> dict[str, Any]:
+    """The online flow of an :class:`~simulations.experiment.Experiment`.
+
+    Detection every round, FedUP fires on detection, then baseline B.
+
+    Parameters
+    ----------
+    exp : Experiment
+        The experiment (its steps, log and checkpoint).
+    grid : Grid
+        The ServerApp's Grid.
+    wall : float
+        ``time.perf_counter()`` when the run started.
+
+    Returns
+    -------
+    dict[str, Any]
+        The results (also written to the experiment's folder).
+    """
+    cfg = exp.cfg
+    malicious = sorted(exp._node_of[p] for p in exp.scenario.malicious_partitions)
+    exp._initial()
+    total = int(cfg.rounds.train) + int(cfg.rounds.max_recovery)
+
+    def build() -> FedUP:
+        settings = exp.scenario.method_settings("fedup")
+        return FedUP(exp._inner(), detector=exp.scenario.make_detector(), **settings)
+
+    _, strategy = exp._step("online", build, grid, lambda: exp.initial, total)
+    if strategy is not None:
+        exp.events["fedup"] = list(strategy.events)
+        exp.checkpoint.save_events(exp.events, exp.storage)
+    rows = exp.log.select("online", "fedup")
+    unlearned = [e for e in exp.events.get("fedup", []) if e.status == "unlearned"]
+    first = unlearned[0].server_round if unlearned else None
+    before = rows[first - 2] if first and first >= 2 else rows[-1]
+    exp._retrain(grid, malicious, before["test_acc"] - exp.tolerance)
+    pid = exp._pid_of
+    detection: dict[str, Any] = {
+        "unlearning_rounds": [e.server_round for e in unlearned],
+        "unlearned_partitions": [sorted(pid[n] for n in e.node_ids) for e in unlearned],
+        "refused": [
+            {
+                "round": e.server_round,
+                "partitions": sorted(pid[n] for n in e.node_ids),
+            }
+            for e in exp.events.get("fedup", [])
+            if e.status == "refused"
+        ],
+        "first_unlearning_round": first,
+    }
+    flagged = {pid[n] for e in unlearned for n in e.node_ids}
+    truth = set(exp.scenario.malicious_partitions)
+    detection["precision"] = len(flagged & truth) / len(flagged) if flagged else None
+    detection["recall"] = len(flagged & truth) / len(truth) if truth else None
+    results = finish_run(
+        exp.scenario,
+        exp.out_dir,
+        exp.log,
+        {"fedup": exp.events.get("fedup", [])},
+        storage=exp.storage,
+        unlearning_round=first or int(cfg.rounds.train),
+        wall_seconds=time.perf_counter() - wall,
+        before=before,
+        method_rows={"fedup": rows[first - 1 :] if first else rows[-1:]},
+        extra={"detection": detection},
+    )
+    exp.checkpoint.remove()
+    return results

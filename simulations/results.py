@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from simulations.methods import parse_method
+from simulations.outcome import ASKED_NOT_DONE, UNLEARNED, method_outcome, status_label
 from simulations.plotting import integer_ticks, legend_outside, save, subplots
 from simulations.scenario import Scenario
 from simulations.schema import MethodResult, RunResult
@@ -81,12 +82,6 @@ class RoundLog:
         self.rows.append(row)
         with self.path.open("a", newline="") as fh:
             csv.DictWriter(fh, FIELDS).writerow(row)
-        print(
-            f"[{phase:>7} {method:>8}] round {server_round:3d}  "
-            f"test {row['test_acc']:.4f}  malicious {row['mal_acc']:.4f}  "
-            f"{row['seconds']:.1f}s",
-            flush=True,
-        )
 
     def restore(self, rows: list[dict[str, Any]]) -> None:
         """Replace the rows (resuming a run) and rewrite the CSV file."""
@@ -242,14 +237,22 @@ def finish_run(
         rows = method_rows.get(m, rows)
         if not rows:
             continue
+        outcome = method_outcome(m, events.get(m, []), scenario.num_clients)
         res = method_results(
             rows,
             before,
             baseline,
             float(cfg.tolerance),
-            events.get(m, []),
+            [e for e in events.get(m, []) if e.status == UNLEARNED],
             adaptive=_adaptive_settings(scenario, m),
         )
+        res.status, res.flagged, res.nodes = (
+            outcome.status,
+            outcome.flagged,
+            outcome.nodes,
+        )
+        if outcome.status in ASKED_NOT_DONE:
+            res.recovery_rounds = None  # not 0: nothing was unlearned to recover from
         if m == "retrain":
             res.recovery_rounds = r_star
         if m in storage:
@@ -290,6 +293,7 @@ def finish_run(
         wall_seconds=round(wall_seconds, 1),
         commit=_git_commit(),
         hardware=_hardware(),
+        status=main.status,
     )
     # Through the schema's own check, so a writer cannot save what no reader loads.
     data = {**results.to_dict(), **(extra or {})}
@@ -320,7 +324,7 @@ def format_table(results: RunResult) -> str:
         if method == "retrain":
             continue  # baseline B: one line below
         for k, (test, mal) in enumerate(zip(res.test_acc_curve, res.mal_acc_curve)):
-            label = f"{method}: " + ("unlearned" if k == 0 else f"recovery {k}")
+            label = f"{method}: " + (status_label(res) if k == 0 else f"recovery {k}")
             lines.append(f"{label:<{w}}{t + k:>6}{_pct(test):>12}{_pct(mal):>13}")
     if results.baseline_test_acc is not None:
         rounds = results.rounds_from_scratch

@@ -2,23 +2,39 @@
 
 python -m simulations.run +experiment=smoke
 python -m simulations.run -m unlearning.pruning_rate=0.01,0.05,0.1,0.15
+
+The whole config is checked first (:func:`simulations.config.validate`), so a
+bad setting fails in seconds with one line. Each round prints one line; the
+run ends with its table and the folder it wrote to.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from flwr.simulation import run_simulation
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict
 
 from simulations.client_app import make_client_app
-from simulations.config import CONF_DIR, register_detector_configs
+from simulations.config import (
+    CONF_DIR,
+    ConfigError,
+    check_ray,
+    register_detector_configs,
+    validate,
+)
+from simulations.outcome import exit_code, not_done
+from simulations.progress import quiet_logs
 from simulations.scenario import Scenario
+from simulations.schema import RunResult
 from simulations.server_app import make_server_app
 
 
@@ -27,22 +43,22 @@ def backend_config(cfg: DictConfig) -> dict[str, Any]:
 
     ``ray_address`` null starts a local Ray instance; an address (``auto``,
     ``host:port``) joins that running cluster instead, whose CPUs are those
-    its nodes were started with.
+    its nodes were started with. Ray's own logs (its start, the workers'
+    output) show only with ``verbose=true``.
 
     Raises
     ------
     ValueError
-        If both ``ray_address`` and ``ray_num_cpus`` are set.
+        If both ``ray_address`` and ``ray_num_cpus`` are set
+        (:func:`simulations.config.check_ray`).
     """
-    init_args: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+    check_ray(cfg)
+    verbose = bool(cfg.get("verbose", False))
+    init_args: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose}
+    if not verbose:
+        init_args["logging_level"] = logging.WARNING
     address = cfg.get("ray_address")
     if address is not None:
-        if cfg.ray_num_cpus is not None:
-            raise ValueError(
-                f"ray_address={address} joins a running Ray cluster, whose CPUs "
-                "are set by its `ray start --num-cpus`; drop ray_num_cpus="
-                f"{cfg.ray_num_cpus} (or set ray_address=null for a local Ray)"
-            )
         init_args["address"] = str(address)
     elif cfg.ray_num_cpus is not None:
         init_args["num_cpus"] = int(cfg.ray_num_cpus)
@@ -64,7 +80,7 @@ def run_scenario(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         print(f"{done} exists; skipping (resume=true)")
         results: dict[str, Any] = json.loads(done.read_text())
         return results
-    scenario = Scenario(cfg)  # validate before starting Ray
+    scenario = Scenario(cfg)
     random.seed(int(cfg.seed))  # FedAvg samples nodes with `random`
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(scenario.to_yaml())
@@ -80,15 +96,85 @@ def run_scenario(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     return captured
 
 
+_failed: list[int] = []  # exit statuses of this process's runs (sweeps: several)
+
+
+def sweep_suffix(overrides: list[str], swept: set[str]) -> str:
+    """The swept keys' values of one job, for its ``name`` (``""``: none).
+
+    Parameters
+    ----------
+    overrides : list[str]
+        The job's overrides (``hydra.overrides.task``).
+    swept : set[str]
+        The keys the sweep varies.
+    """
+    parts = []
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        if key in swept:
+            parts.append(f"{key}={value}")
+    return ",".join(parts)
+
+
+def _swept_keys() -> set[str]:
+    """Keys a multirun varies: ``a=1,2`` on the command line, sweeper params."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    hydra_cfg = HydraConfig.get()
+    args = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+    parsed = OverridesParser.create().parse_overrides(args)
+    keys = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+    keys |= set((hydra_cfg.sweeper.get("params") or {}).keys())
+    return keys
+
+
+def _run_job(cfg: DictConfig) -> None:
+    """One Hydra job: validate, run, print the table and where it all went."""
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        suffix = sweep_suffix(list(hydra_cfg.overrides.task), _swept_keys())
+        if suffix and suffix not in str(cfg.name):
+            with open_dict(cfg):
+                cfg.name = f"{cfg.name}-{suffix}"
+    validate(cfg)
+    results = run_scenario(cfg, out_dir)
+    code = exit_code(RunResult.from_dict(results))
+    print(f"results: {out_dir.resolve()}", flush=True)
+    if code:
+        why = "; ".join(not_done(RunResult.from_dict(results)))
+        print(
+            f"error: the unlearning asked for did not happen ({why})", file=sys.stderr
+        )
+    _failed.append(code)
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
-    run_scenario(cfg, Path(HydraConfig.get().runtime.output_dir))
+    verbose = bool(cfg.get("verbose", False))
+    quiet_logs(verbose)
+    try:
+        _run_job(cfg)
+    except Exception as err:  # one line unless verbose (then Hydra's traceback)
+        if verbose:
+            raise
+        hint = "" if isinstance(err, ConfigError) else " (verbose=true: traceback)"
+        print(f"error: {err}{hint}".replace("\n", " "), file=sys.stderr, flush=True)
+        sys.exit(2 if isinstance(err, ConfigError) else 1)
 
 
 def main() -> None:
-    """Entry point: registered detectors become ``detector=<name>``, then Hydra."""
+    """Entry point: registered detectors become ``detector=<name>``, then Hydra.
+
+    Exits with 2 on a bad setting (before anything starts), 1 on another
+    error, and :data:`simulations.outcome.EXIT_NOT_UNLEARNED` when a run's
+    unlearning did not happen (e.g. refused by FedUP's guard).
+    """
     register_detector_configs()
     _hydra_main()
+    if any(_failed):
+        sys.exit(max(_failed))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ class Scenario:
     cfg: DictConfig
 
     def __post_init__(self) -> None:
-        validate(self.cfg, data=False)  # the entry points check the data first
+        # The entry points check the data and the keys first (they know which
+        # primary config they composed).
+        validate(self.cfg, data=False, keys=None)
 
     @property
     def num_clients(self) -> int:

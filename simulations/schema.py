@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-SCHEMA_VERSION = 2
-"""2: adds ``p_min``, ``p_max``, ``gamma`` and ``similarity_measure`` per
+SCHEMA_VERSION = 3
+"""3: adds ``status`` (run and method) and ``flagged``/``nodes`` per method;
+2: adds ``p_min``, ``p_max``, ``gamma`` and ``similarity_measure`` per
 method and the ``schema`` key itself; 1: files without a ``schema`` key."""
 
 T = TypeVar("T")
+_SCHEMA_3_OPTIONAL = ("status", "flagged", "nodes")
 
 
 @dataclass
@@ -61,6 +63,12 @@ class MethodResult:
         written before schema 2.
     similarity_measure : str or None
         Name of the similarity function; None before schema 2.
+    status : str or None
+        What happened (:mod:`simulations.outcome`): ``unlearned``,
+        ``refused`` (``recovery_rounds`` is then None), ``not_flagged``,
+        ``kept`` (method ``none``) or ``retrained``; None before schema 3.
+    flagged, nodes : int or None
+        When refused: clients flagged, and the nodes the guard counted.
     """
 
     test_acc_after_unlearning: float
@@ -83,6 +91,9 @@ class MethodResult:
     p_max: float | None = None
     gamma: float | None = None
     similarity_measure: str | None = None
+    status: str | None = None
+    flagged: int | None = None
+    nodes: int | None = None
 
 
 @dataclass
@@ -161,6 +172,7 @@ class RunResult:
     commit: str
     hardware: str
     detection: Detection | None = None
+    status: str | None = None  # the main method's (schema 3)
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +180,11 @@ class RunResult:
         out = dataclasses.asdict(self)
         if out["detection"] is None:
             del out["detection"]  # as before schema 2: one-shot runs have none
+        # Schema 3's keys only when recorded, so older files round-trip as read.
+        for record in (out, *out["methods"].values()):
+            for key in _SCHEMA_3_OPTIONAL:
+                if key in record and record[key] is None:
+                    del record[key]
         return out
 
     @classmethod

@@ -96,6 +96,7 @@ class _Event:
     state_bytes: int = 2**20
     seconds: float = 0.5
     similarity: float | None = 0.97
+    status: str = "unlearned"  # an UnlearningEvent that did unlearn
 
 
 def test_method_results_records_the_adaptive_rate_parameters() -> None:

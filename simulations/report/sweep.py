@@ -27,7 +27,7 @@ def write_summary(folder: Path) -> Path:
         writer.writeheader()
         for path, run in zip(paths, runs):
             data = run.to_dict()
-            row = {k: data[k] for k in fields}
+            row = {k: data.get(k) for k in fields}  # optional keys: absent
             writer.writerow({"run": str(path.parent.relative_to(folder)), **row})
     if len({r.pruning_rate for r in runs}) > 1:
         plot_sweep(runs, folder / "sweep_p.png")
@@ -111,4 +111,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         out = write_summary(Path(config.hydra.sweep.dir))
-        print(f"sweep summary: {out}")
+        print(f"sweep summary: {out.resolve()}")
+        plot = out.parent / "sweep_p.png"
+        if plot.exists():
+            print(f"sweep plot: {plot.resolve()}")
