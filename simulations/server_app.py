@@ -15,7 +15,9 @@ from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig
 
+from simulations.config import validate
 from simulations.experiment import Experiment
+from simulations.progress import quiet_logs
 from simulations.scenario import Scenario, compose
 
 
@@ -90,8 +92,10 @@ def make_server_app(
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         config = cfg
-        if config is None:
+        if config is None:  # `flwr run`: check everything before the first round
             config = compose(str(context.run_config.get("overrides", "")))
+            quiet_logs(bool(config.get("verbose", False)))
+            validate(config)
         scenario = Scenario(config)
         default = Path("outputs") / "flwr-run" / str(config.name)
         folder = out_dir or Path(config.get("output_dir") or default)
@@ -100,6 +104,8 @@ def make_server_app(
         experiment = Experiment(scenario, folder, resume=resume)
         node_of = identify_nodes(grid, scenario.num_clients)
         results = experiment.run(grid, node_of)
+        if cfg is None:
+            print(f"results: {folder.resolve()}", flush=True)
         if on_done is not None:
             on_done(results)
 

@@ -32,8 +32,9 @@ from simulations.deploy.processes import Cluster
 ROOT = Path(__file__).resolve().parents[1]
 # The demo stops itself (and every process it started) after --timeout; the
 # test gives it a little longer and then interrupts it with SIGTERM. A guard
-# against hangs, not a speed test: a plain run took about 11 minutes on two
-# cores shared with other jobs (load average about 20).
+# against hangs, not a speed test: on two cores shared with other jobs the
+# plain demo took 4 minutes at a load average of 15, the same run by hand
+# about 11 minutes at 20-26.
 TIMEOUT = 900
 # The TLS + SuperNode authentication demo takes about 4 minutes on two busy
 # cores; set this to 0 to skip it when in a hurry.
