@@ -274,7 +274,7 @@ def _raw(tmp: Path, dataset: str, alpha: float | None, sims: dict[str, float]) -
 
 
 def test_tables_map_similarity_to_rate(tmp_path: Path) -> None:
-    from fedup_flwr.core import adaptive_pruning_rate
+    from fedup_flwr import adaptive_pruning_rate
     from simulations.similarity import table
 
     high = dict.fromkeys(available_similarities(), 1.0)
@@ -290,16 +290,31 @@ def test_tables_map_similarity_to_rate(tmp_path: Path) -> None:
         p_low = adaptive_pruning_rate(0.5, sim_min=lo, sim_max=hi)
         assert sep[m]["cifar10"]["p_iid"] == pytest.approx(0.15)
         assert sep[m]["cifar10"]["p_dir05"] == pytest.approx(p_low)
-        assert sep[m]["cifar10"]["gap"] == pytest.approx(0.5)
-        assert sep[m]["cifar10"]["noise"] == 0.0
-    # weights: 0.5 is sim_min, P = p_min = 1% -> separates; [0, 1]: z = 0.5
+        assert sep[m]["cifar10"]["sim_dir05"] == 0.5
+    with pytest.raises(ValueError, match="at must be"):
+        table.separation(tmp_path, at="2")
+    # weights: 0.5 is sim_min, P = p_min = 1%: separates with the default range
     rows = table.separation_table(tmp_path).splitlines()
-    weights = next(r for r in rows if r.startswith("| `weights`"))
-    assert weights.endswith("| yes | yes |")
-    assert "15.0% / 1.0%" in weights
+    weights = next(r for r in rows if r.startswith("| `weights` | T |"))
+    assert "| 1.000 / 0.500 | 15.0% / 1.0% |" in weights
+    assert "| yes | " in weights
     text = table.similarity_table(tmp_path)
     assert "| fashion_mnist (m) | Dir(0.5) | 2 | 50.0 | 0.500 / 1.0% |" in text
     table.plot_similarity(tmp_path / "s.png", tmp_path)
     table.plot_rounds(tmp_path / "r.png", tmp_path)
     assert (tmp_path / "s.png").stat().st_size > 0
     assert (tmp_path / "r.png").stat().st_size > 0
+
+
+def test_separating_ranges() -> None:
+    from fedup_flwr import adaptive_pruning_rate
+    from simulations.similarity.table import separating_ranges
+
+    found = separating_ranges([(0.9, 0.6), (0.8, 0.5)], step=0.05)
+    assert found and (0.5, 0.9) in found
+    for lo, hi in found:
+        for s_iid, s_dir in [(0.9, 0.6), (0.8, 0.5)]:
+            p_iid = adaptive_pruning_rate(s_iid, sim_min=lo, sim_max=hi)
+            assert adaptive_pruning_rate(s_dir, sim_min=lo, sim_max=hi) <= p_iid / 2
+    # Non-IID as similar as IID on one dataset: no increasing map separates.
+    assert separating_ranges([(0.9, 0.6), (0.5, 0.5)], step=0.05) == []

@@ -6,7 +6,7 @@
 
 Reads the raw files of :mod:`simulations.similarity.run` (one JSON per
 setting) and maps each measure's similarity at the unlearning round onto P
-with Eq. 4-5 (:func:`fedup_flwr.core.adaptive_pruning_rate`), using the
+with Eq. 4-5 (:func:`fedup_flwr.adaptive_pruning_rate`), using the
 measure's own ``(sim_min, sim_max)`` from :data:`fedup_flwr.similarity.SIM_RANGES`.
 """
 
@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 from pathlib import Path
 from typing import Any
 
-from fedup_flwr.core import adaptive_pruning_rate
+from fedup_flwr import adaptive_pruning_rate
 from fedup_flwr.similarity import SIM_RANGES, available_similarities
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +28,8 @@ DATASETS = ("fashion_mnist", "cifar10")
 ALPHAS = (math.inf, 1.0, 0.5, 0.1)
 # Measures in the order of the tables: today's first.
 MEASURES = ("weights", "last_layer_updates", "kernel_updates", "model_updates")
-# Rounds at the end of a run over which the round-to-round noise is measured.
-NOISE_ROUNDS = 5
+# Grid step of the (sim_min, sim_max) search in separating_ranges.
+RANGE_STEP = 0.01
 PAPER = {"p_min": 0.01, "p_max": 0.15, "gamma": 5.0}
 
 
@@ -87,16 +86,65 @@ def similarity_table(directory: Path = RAW) -> str:
     return "\n".join(lines)
 
 
-def separation(directory: Path = RAW) -> dict[str, dict[str, dict[str, float]]]:
+def _sim(result: dict[str, Any], measure: str, at: str) -> float:
+    """The benign similarity at the unlearning round (``"T"``) or round 1."""
+    if at == "T":
+        return float(result["similarity"][measure])
+    return float(result["rounds"][0]["benign"][measure])
+
+
+def separating_ranges(
+    pairs: list[tuple[float, float]], *, step: float = RANGE_STEP
+) -> list[tuple[float, float]]:
+    """Every ``(sim_min, sim_max)`` on a grid over [-1, 1] that separates.
+
+    Parameters
+    ----------
+    pairs : list of (float, float)
+        One ``(sim IID, sim Dirichlet 0.5)`` per dataset.
+    step : float
+        Grid step.
+
+    Returns
+    -------
+    list of (float, float)
+        The ranges for which Eq. 4-5 (paper's ``p_min``, ``p_max``, ``gamma``)
+        give ``P(Dir 0.5) <= P(IID) / 2`` for every pair at once.
+    """
+    grid = [round(-1.0 + k * step, 6) for k in range(round(2.0 / step) + 1)]
+    out = []
+    for i, lo in enumerate(grid):
+        for hi in grid[i + 1 :]:
+            if all(
+                adaptive_pruning_rate(d, sim_min=lo, sim_max=hi, **PAPER)
+                <= 0.5 * adaptive_pruning_rate(s, sim_min=lo, sim_max=hi, **PAPER)
+                for s, d in pairs
+            ):
+                out.append((lo, hi))
+    return out
+
+
+def separation(
+    directory: Path = RAW, *, at: str = "T"
+) -> dict[str, dict[str, dict[str, float]]]:
     """Per measure and dataset: the IID and Dirichlet(0.5) similarity and P.
 
-    Returns ``{measure: {dataset: {"gap", "noise", "p_iid", "p_dir05",
-    "ratio"}}}`` where ``gap`` is ``sim(IID) - sim(Dir 0.5)`` at the
-    unlearning round, ``noise`` the standard deviation of the IID run's value
-    over its last :data:`NOISE_ROUNDS` rounds (how much it moves from round to
-    round) and ``ratio`` is ``P(Dir 0.5) / P(IID)``; datasets missing either
-    run are left out.
+    Parameters
+    ----------
+    directory : Path
+        Folder of the raw files.
+    at : {"T", "1"}
+        The unlearning round (what FedUP sees) or the first round.
+
+    Returns
+    -------
+    dict
+        ``{measure: {dataset: {"sim_iid", "sim_dir05", "p_iid", "p_dir05",
+        "ratio"}}}`` with P from the measure's default range and ``ratio`` =
+        ``P(Dir 0.5) / P(IID)``; datasets missing either run are left out.
     """
+    if at not in ("T", "1"):
+        raise ValueError(f"at must be 'T' or '1', got {at!r}")
     by = {(r["dataset"], _alpha(r)): r for r in load_results(directory)}
     out: dict[str, dict[str, dict[str, float]]] = {}
     for m in _measures():
@@ -105,12 +153,11 @@ def separation(directory: Path = RAW) -> dict[str, dict[str, dict[str, float]]]:
             iid, dir05 = by.get((d, math.inf)), by.get((d, 0.5))
             if iid is None or dir05 is None:
                 continue
-            s_iid, s_d = iid["similarity"][m], dir05["similarity"][m]
+            s_iid, s_d = _sim(iid, m, at), _sim(dir05, m, at)
             p_iid, p_d = rate(s_iid, m), rate(s_d, m)
-            tail = [x["benign"][m] for x in iid["rounds"][-NOISE_ROUNDS:]]
             out[m][d] = {
-                "gap": s_iid - s_d,
-                "noise": float(statistics.pstdev(tail)),
+                "sim_iid": s_iid,
+                "sim_dir05": s_d,
                 "p_iid": p_iid,
                 "p_dir05": p_d,
                 "ratio": p_d / p_iid,
@@ -119,41 +166,48 @@ def separation(directory: Path = RAW) -> dict[str, dict[str, dict[str, float]]]:
 
 
 def separation_table(directory: Path = RAW) -> str:
-    """Markdown: per measure, whether P(Dir 0.5) <= P(IID) / 2 on both datasets.
+    """Markdown: per measure and round, does P(Dir 0.5) <= P(IID) / 2 on both?
 
-    ``sim gap`` is ``sim(IID) - sim(Dir 0.5)`` with, in brackets, the IID
-    value's round-to-round noise. Only a gap above twice the noise on both
-    datasets leaves room for a ``sim_min``/``sim_max`` that separates reliably
-    ("could any range?"); otherwise any increasing map of the similarity
-    gives Dirichlet(0.5) about the IID P, or more.
+    Rows for the unlearning round T (what FedUP sees) and, for contrast, round
+    1. "default range" uses :data:`fedup_flwr.similarity.SIM_RANGES`; "ranges
+    that separate" counts the ``(sim_min, sim_max)`` on a grid of step
+    :data:`RANGE_STEP` over [-1, 1] that separate on both datasets at once.
     """
-    sep = separation(directory)
-    head = "| measure | sim_min, sim_max | "
+    head = "| measure | round | "
     for d in DATASETS:
-        head += f"{d}: sim gap (noise) | {d}: P IID / Dir(0.5) | "
+        head += f"{d}: sim IID / Dir(0.5) | {d}: P IID / Dir(0.5) | "
     lines = [
-        head + "P(Dir 0.5) <= P(IID) / 2 on both | could any range? |",
+        head + "separates, default range | ranges that separate (e.g.) |",
         "|---|---|" + "---|" * (2 * len(DATASETS) + 2),
     ]
-    for m, per in sep.items():
-        lo, hi = SIM_RANGES[m]
-        cells = []
-        for d in DATASETS:
-            if d in per:
-                v = per[d]
-                gap = f"{v['gap']:+.3f} ({v['noise']:.3f})"
-                rates = f"{100 * v['p_iid']:.1f}% / {100 * v['p_dir05']:.1f}%"
-                cells += [gap, rates]
-            else:
-                cells += ["n/a", "n/a"]
-        done = len(per) == len(DATASETS)
-        ok = done and all(v["ratio"] <= 0.5 for v in per.values())
-        could = done and all(v["gap"] > 2 * v["noise"] for v in per.values())
-        lines.append(
-            f"| `{m}` | {lo:g}, {hi:g} | "
-            + " | ".join(cells)
-            + f" | {'yes' if ok else 'no'} | {'yes' if could else 'no'} |"
-        )
+    for at in ("T", "1"):
+        for m, per in separation(directory, at=at).items():
+            cells = []
+            for d in DATASETS:
+                if d in per:
+                    v = per[d]
+                    cells.append(f"{v['sim_iid']:.3f} / {v['sim_dir05']:.3f}")
+                    cells.append(f"{100 * v['p_iid']:.1f}% / {100 * v['p_dir05']:.1f}%")
+                else:
+                    cells += ["n/a", "n/a"]
+            done = len(per) == len(DATASETS)
+            ok = done and all(v["ratio"] <= 0.5 for v in per.values())
+            found = (
+                separating_ranges(
+                    [(v["sim_iid"], v["sim_dir05"]) for v in per.values()]
+                )
+                if done
+                else []
+            )
+            count = str(len(found))
+            if found:
+                lo, hi = found[len(found) // 2]
+                count += f" ({lo:g}, {hi:g})"
+            lines.append(
+                f"| `{m}` | {at} | "
+                + " | ".join(cells)
+                + f" | {'yes' if ok else 'no'} | {count} |"
+            )
     return "\n".join(lines)
 
 
