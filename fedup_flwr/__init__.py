@@ -26,11 +26,13 @@ from fedup_flwr.core import (
 from fedup_flwr.detector import Detector, OracleDetector
 from fedup_flwr.events import UnlearningEvent
 from fedup_flwr.policy import UnlearningPolicy
+from fedup_flwr.rates import DEFAULT_PRUNING_RATE
 
 if TYPE_CHECKING:
     from fedup_flwr.strategy import FedUP
 
 __all__ = [
+    "DEFAULT_PRUNING_RATE",
     "Detector",
     "FedUP",
     "OracleDetector",

@@ -24,19 +24,23 @@ BLOCK = 1 << 16
 __all__ = ["BLOCK", "Model", "model_nbytes", "weighted_average"]
 
 
-def check_same_layout(reference: Model, model: Model, what: str) -> None:
-    """ValueError unless ``model`` has ``reference``'s array count and shapes."""
+def check_same_layout(
+    reference: Model, model: Model, what: str, *, ref: str = "the global model"
+) -> None:
+    """ValueError unless ``model`` has ``reference``'s array count and shapes.
+
+    ``what`` and ``ref`` name ``model`` and ``reference`` in the message.
+    """
     if len(model) != len(reference):
         raise ValueError(
-            f"{what} has {len(model)} arrays but the global model has "
-            f"{len(reference)}; every model must have the same arrays in the "
-            "same order"
+            f"{what} has {len(model)} arrays but {ref} has {len(reference)}; "
+            "every model must have the same arrays in the same order"
         )
-    for i, (ref, arr) in enumerate(zip(reference, model)):
-        if np.shape(arr) != np.shape(ref):
+    for i, (want, arr) in enumerate(zip(reference, model)):
+        if np.shape(arr) != np.shape(want):
             raise ValueError(
-                f"{what}: array {i} has shape {np.shape(arr)} but the global "
-                f"model's array {i} has shape {np.shape(ref)}"
+                f"{what}: array {i} has shape {np.shape(arr)} but {ref}'s "
+                f"array {i} has shape {np.shape(want)}"
             )
 
 

@@ -32,7 +32,6 @@ from fedup_flwr.averaging import (
     Model,
     block_mean,
     check_finite,
-    check_same_layout,
     float_dtype,
     group_weights,
     model_nbytes,
@@ -365,15 +364,11 @@ def _zero_where(arr: NDArray[Any], mask: NDArray[np.bool_]) -> NDArray[Any]:
     return np.where(mask, np.zeros((), dtype=arr.dtype), arr)
 
 
-def _last_kernel_index(model: Model) -> int:
-    for i in range(len(model) - 1, -1, -1):
-        if is_prunable(model[i]):
-            return i
-    raise ValueError("the model has no array with ndim >= 2 (no kernel layer)")
-
-
 def last_layer_similarity(models: Sequence[Model]) -> float:
     """Mean pairwise cosine similarity of the models' last kernel.
+
+    The paper-literal similarity of Eq. 4: an alias of
+    :func:`fedup_flwr.similarity.weights_similarity`, which documents it.
 
     Parameters
     ----------
@@ -386,20 +381,7 @@ def last_layer_similarity(models: Sequence[Model]) -> float:
         Mean over all pairs of the cosine similarity of the last array with
         ``ndim >= 2``, flattened. A zero vector has similarity 0 to anything.
     """
-    if len(models) < 2:
-        raise ValueError(f"need at least two models, got {len(models)}")
-    idx = _last_kernel_index(models[0])
-    for k, model in enumerate(models):
-        check_same_layout(models[0], model, f"models[{k}]")
-    vectors = np.stack(
-        [np.asarray(m[idx], dtype=np.float64).reshape(-1) for m in models]
-    )
-    if not np.all(np.isfinite(vectors)):
-        raise ValueError(f"array {idx} of some model contains NaN or Inf")
-    norms = np.linalg.norm(vectors, axis=1)
-    safe = np.where(norms > 0, norms, 1.0)
-    unit = vectors / safe[:, None]
-    gram = unit @ unit.T
-    n = len(models)
-    upper = gram[np.triu_indices(n, k=1)]
-    return float(np.clip(upper.mean(), -1.0, 1.0))
+    # Imported here: fedup_flwr.similarity builds on this module's is_prunable.
+    from fedup_flwr.similarity import weights_similarity
+
+    return weights_similarity(models)

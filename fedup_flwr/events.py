@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from fedup_flwr.core import is_prunable
+from fedup_flwr.rates import RateChoice
 
 __all__ = ["UnlearningEvent"]
 
@@ -38,9 +39,16 @@ class UnlearningEvent:
     state_bytes : int
         Bytes of client arrays FedUP held for the step.
     similarity : float | None
-        Benign last-layer similarity when P was adaptive.
+        The benign clients' similarity under ``similarity_measure`` (measured
+        with a fixed P too; None when undefined).
     reason : str
         Why a step was refused (empty otherwise).
+    adaptive : bool
+        Whether P came from Eq. 4-5 (see :class:`~fedup_flwr.rates.RateChoice`).
+    similarity_measure : str
+        Name of the similarity measure (empty for a refusal).
+    sim_min, sim_max, p_min, p_max, gamma : float | None
+        The parameters of Eq. 4-5 when ``adaptive``; None otherwise.
     """
 
     server_round: int
@@ -53,6 +61,13 @@ class UnlearningEvent:
     state_bytes: int = 0
     similarity: float | None = None
     reason: str = ""
+    adaptive: bool = False
+    similarity_measure: str = ""
+    sim_min: float | None = None
+    sim_max: float | None = None
+    p_min: float | None = None
+    p_max: float | None = None
+    gamma: float | None = None
 
     @classmethod
     def from_mask(
@@ -61,10 +76,9 @@ class UnlearningEvent:
         node_ids: list[int],
         mask: Sequence[NDArray[np.bool_]],
         *,
-        rate: float,
+        choice: RateChoice,
         seconds: float,
         state_bytes: int,
-        similarity: float | None,
     ) -> UnlearningEvent:
         """An ``"unlearned"`` event, counting pruned and prunable weights.
 
@@ -76,7 +90,10 @@ class UnlearningEvent:
             Nodes unlearned.
         mask : Sequence[NDArray[np.bool_]]
             The mask applied (True = zeroed).
-        rate, seconds, state_bytes, similarity
+        choice : RateChoice
+            The rate used and how it was chosen (its fields become the
+            attributes of the same names).
+        seconds, state_bytes
             As the attributes of the same names.
 
         Returns
@@ -92,8 +109,7 @@ class UnlearningEvent:
             prunable=[int(np.size(m)) if is_prunable(m) else 0 for m in mask],
             seconds=seconds,
             state_bytes=state_bytes,
-            similarity=similarity,
-            rate=rate,
+            **asdict(choice),
         )
 
     def metrics(self) -> dict[str, float]:
@@ -103,13 +119,29 @@ class UnlearningEvent:
         -------
         dict[str, float]
             ``fedup-unlearned-nodes``, ``fedup-pruning-rate``,
-            ``fedup-pruned-weights``, ``fedup-unlearn-seconds`` and
-            ``fedup-state-bytes``.
+            ``fedup-pruned-weights``, ``fedup-unlearn-seconds``,
+            ``fedup-state-bytes`` and ``fedup-adaptive`` (1 when P came from
+            Eq. 4-5); ``fedup-similarity-<measure>`` when the similarity was
+            defined (metrics hold numbers, so the key names the measure); and
+            ``fedup-sim-min``, ``fedup-sim-max``, ``fedup-p-min``,
+            ``fedup-p-max``, ``fedup-gamma`` when adaptive.
         """
-        return {
+        out = {
             "fedup-unlearned-nodes": float(len(self.node_ids)),
             "fedup-pruning-rate": float(self.rate),
             "fedup-pruned-weights": float(sum(self.pruned)),
             "fedup-unlearn-seconds": float(self.seconds),
             "fedup-state-bytes": float(self.state_bytes),
+            "fedup-adaptive": float(self.adaptive),
         }
+        if self.similarity is not None:
+            out[f"fedup-similarity-{self.similarity_measure}"] = self.similarity
+        params = {
+            "fedup-sim-min": self.sim_min,
+            "fedup-sim-max": self.sim_max,
+            "fedup-p-min": self.p_min,
+            "fedup-p-max": self.p_max,
+            "fedup-gamma": self.gamma,
+        }
+        out.update({k: float(v) for k, v in params.items() if v is not None})
+        return out

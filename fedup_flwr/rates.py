@@ -1,5 +1,8 @@
-"""FedUP's rates: the adaptive pruning rate (Eq. 4-5), counts, recovery bound.
+"""FedUP's rates: the default and adaptive pruning rates (Eq. 4-5), counts, bound.
 
+:data:`DEFAULT_PRUNING_RATE` is the fixed P FedUP uses unless told otherwise;
+:func:`adaptive_pruning_rate` maps a similarity onto P (Eq. 4-5) and
+:class:`RateChoice` records which of the two a step used and why.
 :func:`prune_count` says how many weights a rate prunes in an array, and
 :func:`recovery_rounds_bound` bounds the recovery rounds (Eq. 6).
 
@@ -10,15 +13,61 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from fractions import Fraction
 
 __all__ = [
+    "DEFAULT_PRUNING_RATE",
+    "RateChoice",
     "adaptive_pruning_rate",
     "check_rate",
     "prune_count",
     "pruning_rate",
     "recovery_rounds_bound",
 ]
+
+DEFAULT_PRUNING_RATE = 0.05
+"""FedUP's default pruning rate P: fixed, whatever the similarity.
+
+No similarity measure separates IID from non-IID clients at the round FedUP
+unlearns (``docs/notes/similarity.md``: the paper-literal one gives P near
+``p_max`` everywhere), so the default is a fixed P chosen on the damage
+figures (pruned-model accuracy, recovery rounds, attack removed) of the
+committed pruning-rate sweeps. ``FedUP(pruning_rate=None)`` gives the adaptive
+rate of Eq. 4-5 instead.
+"""
+
+
+@dataclass(frozen=True)
+class RateChoice:
+    """The pruning rate of one unlearning step and how it was chosen.
+
+    Attributes
+    ----------
+    rate : float
+        The P used.
+    adaptive : bool
+        True when P came from Eq. 4-5, False for a fixed P (or the fallback to
+        :data:`DEFAULT_PRUNING_RATE` when the similarity was undefined).
+    similarity_measure : str
+        Name of the similarity measure (:mod:`fedup_flwr.similarity`).
+    similarity : float | None
+        The benign clients' similarity under that measure; also measured with a
+        fixed P, so that a sweep shows where the adaptive rate would be. None
+        when undefined (fewer than two benign replies).
+    sim_min, sim_max, p_min, p_max, gamma : float | None
+        The parameters of Eq. 4-5 when ``adaptive``; None otherwise.
+    """
+
+    rate: float
+    adaptive: bool = False
+    similarity_measure: str = ""
+    similarity: float | None = None
+    sim_min: float | None = None
+    sim_max: float | None = None
+    p_min: float | None = None
+    p_max: float | None = None
+    gamma: float | None = None
 
 
 def check_rate(rate: float, name: str = "rate") -> float:

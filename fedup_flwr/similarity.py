@@ -32,6 +32,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fedup_flwr.averaging import check_same_layout
+from fedup_flwr.core import is_prunable
+
 Model = Sequence[NDArray[Any]]
 Similarity = Callable[[Sequence[Model], "Model | None"], float]
 
@@ -68,21 +71,7 @@ def _check_models(models: Sequence[Model]) -> None:
     if len(reference) == 0:
         raise ValueError("models[0] has no arrays")
     for k, model in enumerate(models[1:], start=1):
-        _check_layout(reference, model, f"models[{k}]", "models[0]")
-
-
-def _check_layout(reference: Model, model: Model, what: str, ref_name: str) -> None:
-    if len(model) != len(reference):
-        raise ValueError(
-            f"{what} has {len(model)} arrays but {ref_name} has {len(reference)}; "
-            "every model must have the same arrays in the same order"
-        )
-    for i, (ref, arr) in enumerate(zip(reference, model)):
-        if np.shape(arr) != np.shape(ref):
-            raise ValueError(
-                f"{what}: array {i} has shape {np.shape(arr)} but {ref_name}'s "
-                f"array {i} has shape {np.shape(ref)}"
-            )
+        check_same_layout(reference, model, f"models[{k}]", ref="models[0]")
 
 
 def _require_global(
@@ -93,13 +82,13 @@ def _require_global(
             f"the {name!r} similarity compares updates: pass global_model, the "
             "arrays the server sent the clients that round"
         )
-    _check_layout(models[0], global_model, "global_model", "models[0]")
+    check_same_layout(models[0], global_model, "global_model", ref="models[0]")
     return global_model
 
 
 def _last_kernel_index(model: Model) -> int:
     for i in range(len(model) - 1, -1, -1):
-        if np.ndim(model[i]) >= 2:
+        if is_prunable(model[i]):
             return i
     raise ValueError(
         "the model has no array with ndim >= 2, so it has no last layer kernel; "
@@ -267,7 +256,7 @@ def kernel_update_similarity(
     """
     _check_models(models)
     start = _require_global(models, global_model, "kernel_updates")
-    chosen = [i for i, a in enumerate(start) if np.ndim(a) >= 2]
+    chosen = [i for i, a in enumerate(start) if is_prunable(a)]
     if not chosen:
         raise ValueError(
             "the model has no array with ndim >= 2; use the 'model_updates' similarity"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
-from logging import ERROR, INFO, WARNING
+from logging import ERROR, INFO
 from typing import Any
 
 import numpy as np
@@ -31,9 +31,7 @@ from numpy.typing import NDArray
 from fedup_flwr.core import (
     adaptive_pruning_rate,
     apply_mask,
-    last_layer_similarity,
     model_nbytes,
-    prunable_flags,
     unlearning_mask,
 )
 from fedup_flwr.detector import Detector
@@ -42,8 +40,10 @@ from fedup_flwr.events import UnlearningEvent
 from fedup_flwr.exclusion import ExcludingStrategy
 from fedup_flwr.inner_state import check_inner_strategy
 from fedup_flwr.policy import HeldModel, UnlearningPolicy, state_int
+from fedup_flwr.rates import DEFAULT_PRUNING_RATE, RateChoice
 from fedup_flwr.rounds import EvaluateFn, run_rounds, warn_outstanding
-from fedup_flwr.unlearning import unlearn
+from fedup_flwr.similarity import get_similarity, similarity_range
+from fedup_flwr.unlearning import choose_rate, unlearn
 from fedup_flwr.validation import DEFAULT_MAX_ABS, DEFAULT_MAX_EXAMPLES, ValidReply
 
 __all__ = ["FedUP", "UnlearningEvent"]
@@ -63,9 +63,11 @@ class FedUP(ExcludingStrategy):
         Asked every training round which replying nodes are malicious. With
         None, FedUP never unlearns and behaves like the inner strategy (plus
         reply validation).
-    pruning_rate : float | None (default: None)
+    pruning_rate : float | None (default: ``rates.DEFAULT_PRUNING_RATE``)
         Fixed pruning rate P in [0, 1]; None adapts P to the benign clients'
-        last-layer similarity (Eq. 4-5, :func:`~fedup_flwr.adaptive_pruning_rate`).
+        similarity (Eq. 4-5, :func:`~fedup_flwr.adaptive_pruning_rate`), which
+        in our measurements does not tell IID from non-IID clients at the
+        unlearning round (``docs/notes/similarity.md``), hence a fixed default.
     rate_limit : int (default: 10)
         Minimum rounds between two unlearning steps (T, section IV-D).
     recovery_rounds : int (default: 3)
@@ -73,6 +75,15 @@ class FedUP(ExcludingStrategy):
         rounds when the run would end sooner (see Notes).
     p_min, p_max, gamma : float
         Parameters of the adaptive rate (Eq. 5).
+    similarity : str (default: ``"weights"``)
+        The similarity measure of the adaptive rate, by name
+        (:func:`fedup_flwr.similarity.available_similarities`): ``"weights"``
+        is the paper-literal cosine of the last-layer weights; the update
+        measures compare the replies minus the global arrays sent that round.
+        Measured (and recorded) with a fixed P too.
+    sim_min, sim_max : float | None (default: the measure's
+        :func:`~fedup_flwr.similarity.similarity_range`)
+        The similarity range Eq. 4 maps onto [0, 1].
     max_abs : float | None (default: ``validation.DEFAULT_MAX_ABS``)
         Replies with any array value larger in magnitude are rejected.
     max_examples : int (default: ``validation.DEFAULT_MAX_EXAMPLES``)
@@ -96,13 +107,16 @@ class FedUP(ExcludingStrategy):
         self,
         strategy: Strategy | None = None,
         detector: Detector | None = None,
-        pruning_rate: float | None = None,
+        pruning_rate: float | None = DEFAULT_PRUNING_RATE,
         rate_limit: int = 10,
         recovery_rounds: int = 3,
         p_min: float = 0.01,
         p_max: float = 0.15,
         gamma: float = 5.0,
         *,
+        similarity: str = "weights",
+        sim_min: float | None = None,
+        sim_max: float | None = None,
         max_abs: float | None = DEFAULT_MAX_ABS,
         max_examples: int = DEFAULT_MAX_EXAMPLES,
         first_round: int = 1,
@@ -111,8 +125,14 @@ class FedUP(ExcludingStrategy):
             raise ValueError(
                 f"pruning_rate must be in [0, 1] or None, got {pruning_rate}"
             )
-        # Eq. 5's own checks of p_min, p_max and gamma, run once up front.
-        adaptive_pruning_rate(1.0, p_min=p_min, p_max=p_max, gamma=gamma)
+        get_similarity(similarity)  # raises on an unknown name
+        default_min, default_max = similarity_range(similarity)
+        sim_min = default_min if sim_min is None else sim_min
+        sim_max = default_max if sim_max is None else sim_max
+        # Eq. 4-5's own checks of every parameter, run once up front.
+        adaptive_pruning_rate(
+            1.0, p_min=p_min, p_max=p_max, gamma=gamma, sim_min=sim_min, sim_max=sim_max
+        )
         if detector is not None and not callable(getattr(detector, "detect", None)):
             raise TypeError(
                 f"detector {detector!r} has no detect(server_round, replies, "
@@ -131,6 +151,8 @@ class FedUP(ExcludingStrategy):
         self.detector = detector
         self.pruning_rate = pruning_rate
         self.p_min, self.p_max, self.gamma = p_min, p_max, gamma
+        self.similarity = similarity
+        self.sim_min, self.sim_max = float(sim_min), float(sim_max)
         self.events: list[UnlearningEvent] = []
         self._last_replies: dict[int, HeldModel] = {}
         # True while start() drives the loop; False when wrapped or driven by hand.
@@ -154,9 +176,10 @@ class FedUP(ExcludingStrategy):
             INFO,
             "\t│\t├── Pruning rate: %s",
             f"adaptive (p_min={self.p_min:.3f}, p_max={self.p_max:.3f}, "
-            f"gamma={self.gamma:.1f})"
+            f"gamma={self.gamma:.1f}, similarity={self.similarity} in "
+            f"[{self.sim_min:g}, {self.sim_max:g}])"
             if self.pruning_rate is None
-            else f"{self.pruning_rate:.3f}",
+            else f"{self.pruning_rate:.3f} (fixed)",
         )
         log(INFO, "\t│\t├── Rate limit: %d rounds", self.rate_limit)
         log(INFO, "\t│\t├── Recovery rounds: %d", self.recovery_rounds)
@@ -288,27 +311,25 @@ class FedUP(ExcludingStrategy):
         """Apply the mask to the benign aggregate (Algorithm 2); overridable."""
         return apply_mask(aggregate, mask)
 
-    def pruning_rate_for(self, benign: list[ValidReply]) -> tuple[float, float | None]:
-        """The pruning rate P for this step, and the benign similarity.
+    def pruning_rate_for(self, benign: list[ValidReply]) -> RateChoice:
+        """The pruning rate P for this step, and how it was chosen.
 
-        The one place the adaptive rate is computed: the fixed ``pruning_rate``
-        when set, else Eq. 4-5 on the benign clients' last-layer similarity
-        (``p_min`` with fewer than two benign replies). The similarity is
-        returned even with a fixed P, so that a sweep over fixed rates shows
-        where the adaptive rate would have been.
+        The fixed ``pruning_rate`` when set, else Eq. 4-5 on the benign
+        replies' similarity under the measure ``similarity`` (with
+        :data:`~fedup_flwr.rates.DEFAULT_PRUNING_RATE` when it is undefined,
+        e.g. one benign reply). See :func:`fedup_flwr.unlearning.choose_rate`.
         """
-        similarity = None
-        if len(benign) >= 2 and any(prunable_flags(benign[0].arrays)):
-            similarity = last_layer_similarity([r.arrays for r in benign])
-        if self.pruning_rate is not None:
-            return self.pruning_rate, similarity
-        if similarity is None:
-            log(WARNING, "FedUP: one benign reply, no similarity; using p_min")
-            return self.p_min, None
-        rate = adaptive_pruning_rate(
-            similarity, p_min=self.p_min, p_max=self.p_max, gamma=self.gamma
+        return choose_rate(
+            [r.arrays for r in benign],
+            self._global_arrays,
+            pruning_rate=self.pruning_rate,
+            similarity=self.similarity,
+            sim_min=self.sim_min,
+            sim_max=self.sim_max,
+            p_min=self.p_min,
+            p_max=self.p_max,
+            gamma=self.gamma,
         )
-        return rate, similarity
 
     def rounds_required(self, last_round: int | None = None) -> int:
         """Training rounds that must still run for the recovery to complete.

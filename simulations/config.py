@@ -27,9 +27,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from fedup_flwr.similarity import similarity_range
 from simulations.attacks import DEFAULT_FLIP, Backdoor, LabelFlip
 from simulations.data import PARTITIONERS, check_data, get_spec
-from simulations.methods import parse_method
+from simulations.methods import parse_method, parse_pruning_rate
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -197,7 +198,7 @@ def _schema(primary: str) -> dict[str, Any]:
     base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{primary}.yaml"))
     assert isinstance(base, dict)
     schema: dict[str, Any] = {
-        k: v for k, v in base.items() if k not in ("defaults", "hydra")
+        str(k): v for k, v in base.items() if k not in ("defaults", "hydra")
     }
     for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir()):
         if group.name == "experiment":
@@ -207,7 +208,7 @@ def _schema(primary: str) -> dict[str, Any]:
         for option in group.glob("*.yaml"):
             node = OmegaConf.to_container(OmegaConf.load(option))
             assert isinstance(node, dict)
-            keys.update({k: v for k, v in node.items() if k != "defaults"})
+            keys.update({str(k): v for k, v in node.items() if k != "defaults"})
         schema[group.name] = keys
     return schema
 
@@ -264,7 +265,7 @@ def _number(
         if above and (high is None or value <= high):
             return float(value)
     where = (
-        ("(" if open_low else "[")
+        ("(" if open_low or low is None else "[")
         + ("-inf" if low is None else f"{low:g}")
         + ", "
         + ("inf" if high is None else f"{high:g}")
@@ -296,7 +297,8 @@ def _check_training(cfg: DictConfig) -> None:
         _number(cfg, "partition.alpha", 0, open_low=True)
     _number(cfg, "fraction", 0, 1, open_low=True)
     _number(cfg, "test_fraction", 0, 1, open_low=True)
-    _number(cfg, "tolerance", 0, 1)
+    # Negative: never count as recovered (every max_recovery round runs).
+    _number(cfg, "tolerance", None, 1)
     _number(cfg, "train.local_epochs", 1, integer=True)
     _number(cfg, "train.batch_size", 1, integer=True)
     _number(cfg, "train.lr", 0, open_low=True)
@@ -308,7 +310,13 @@ def _check_unlearning(cfg: DictConfig) -> None:
     parse_method(str(cfg.unlearning.method))  # raises on an unknown name
     for method in cfg.get("compare", []) or []:
         parse_method(str(method))
-    _number(cfg, "unlearning.pruning_rate", 0, 1, null=True)
+    try:
+        parse_pruning_rate(OmegaConf.select(cfg, "unlearning.pruning_rate"))
+        similarity_range(str(OmegaConf.select(cfg, "unlearning.similarity")))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    _number(cfg, "unlearning.sim_min", -1, 1, null=True)
+    _number(cfg, "unlearning.sim_max", -1, 1, null=True)
     low = _number(cfg, "unlearning.p_min", 0, 1)
     _number(cfg, "unlearning.p_max", low, 1)
     _number(cfg, "unlearning.gamma", 0, open_low=True)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from logging import INFO
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -182,9 +182,11 @@ class Experiment:
         num_rounds: int,
         stop: Callable[[dict[str, float]], bool] | None = None,
         min_rounds: int = 0,
+        of: int | None = None,
     ) -> ArrayRecord:
         """Run a step's rounds in one ``start``; the evaluation hook logs each
-        round, checkpoints it, and ends the step early once ``stop`` holds."""
+        round, checkpoints it, and ends the step early once ``stop`` holds.
+        ``of``: the phase's last round in the progress lines (None: the step's)."""
         phase, method = STEP_LOG[step] if step in STEP_LOG else ("unlearn", step)
         first = strategy.next_round
         progress = self.checkpoint.resume_step(step, self._node_of)
@@ -208,7 +210,7 @@ class Experiment:
             trained = [self._pid_of.get(n, n) for n in watched.take_trained()]
             print(
                 progress_line(
-                    phase, method, server_round, last_round, metrics, seconds,
+                    phase, method, server_round, of or last_round, metrics, seconds,
                     trained, note,
                 ),
                 flush=True,
@@ -230,7 +232,7 @@ class Experiment:
         if remaining > 0:
             try:
                 strategy.start(
-                    watched, arrays, num_rounds=remaining, evaluate_fn=hook,
+                    cast(Grid, watched), arrays, num_rounds=remaining, evaluate_fn=hook,
                     timeout=3600,
                 )  # fmt: skip
             except _StepDone:
@@ -284,7 +286,7 @@ class Experiment:
 
         self._initial()
         trained, _ = self._step(
-            "train", self._strategy, grid, lambda: self.initial, last - 1
+            "train", self._strategy, grid, lambda: self.initial, last - 1, of=last
         )
         self._step(
             "before",

@@ -1,14 +1,21 @@
 """The unlearning methods a scenario can compare, parsed in one place.
 
-A method name is one of :func:`available_methods`, or ``fedup-<P>``: FedUP
-with a fixed pruning rate ``P`` in [0, 1] instead of the adaptive one. Every
-part of the harness (config check, server, report) reads a name through
-:func:`parse_method`, so the syntax and the rate check live only here.
+A method name is one of :func:`available_methods`; ``fedup-<P>``: FedUP
+with a fixed pruning rate ``P`` in [0, 1]; or ``fedup-adaptive``: FedUP with
+the adaptive rate of Eq. 4-5 (the library's default before issue 11). Plain
+``fedup`` uses ``unlearning.pruning_rate`` (:func:`parse_pruning_rate`), so one
+run can compare the configured rate, the adaptive one and fixed rates from the
+same trained model. Every part of the harness (config check, server, report)
+reads a name through :func:`parse_method`, so the syntax and the rate checks
+live only here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from fedup_flwr.rates import DEFAULT_PRUNING_RATE
 
 # kind -> what it does; the order is the order tables list methods in.
 _KINDS: dict[str, str] = {
@@ -26,7 +33,43 @@ _KINDS: dict[str, str] = {
 # they prune the same counts).
 _PRUNING = frozenset({"fedup", "random_prune", "malicious_magnitude"})
 _FIXED_PREFIX = "fedup-"
+ADAPTIVE = "fedup-adaptive"
 FIXED_RATE_SYNTAX = "fedup-<P> (FedUP with a fixed rate P in [0, 1])"
+RATE_WORDS = {"default": DEFAULT_PRUNING_RATE, "adaptive": None}
+"""The words ``unlearning.pruning_rate`` accepts besides a number."""
+
+
+def parse_pruning_rate(value: Any) -> float | None:
+    """Read ``unlearning.pruning_rate``: the P FedUP is given.
+
+    Parameters
+    ----------
+    value : str or float
+        ``"default"`` (:data:`fedup_flwr.rates.DEFAULT_PRUNING_RATE`, a fixed
+        P), ``"adaptive"`` (Eq. 4-5 on ``unlearning.similarity``) or a number
+        in [0, 1] (a fixed P).
+
+    Returns
+    -------
+    float or None
+        The fixed P, or None for the adaptive rate (FedUP's ``pruning_rate``).
+
+    Raises
+    ------
+    ValueError
+        For anything else, null included (it meant "adaptive" before issue 11;
+        write ``adaptive``).
+    """
+    if isinstance(value, str) and value in RATE_WORDS:
+        return RATE_WORDS[value]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and 0.0 <= value <= 1.0:  # also rejects NaN
+        return float(value)
+    raise ValueError(
+        f"unlearning.pruning_rate must be 'default' (P = {DEFAULT_PRUNING_RATE}), "
+        f"'adaptive' (Eq. 4-5) or a number in [0, 1], got {value!r}"
+        + ("; null no longer means adaptive: write 'adaptive'" if value is None else "")
+    )
 
 
 @dataclass(frozen=True)
@@ -41,13 +84,30 @@ class Method:
         The method it runs, one of :func:`available_methods`
         (``"fedup"`` for ``fedup-<P>``).
     rate : float | None
-        The fixed pruning rate of ``fedup-<P>``; None for every other name
-        (FedUP then uses ``unlearning.pruning_rate``, null = adaptive).
+        The fixed pruning rate of ``fedup-<P>``; None for every other name.
+    adaptive : bool
+        True for ``fedup-adaptive`` (Eq. 4-5 whatever the config says).
     """
 
     name: str
     kind: str
     rate: float | None = None
+    adaptive: bool = False
+
+    def pruning_rate(self, configured: Any) -> float | None:
+        """FedUP's ``pruning_rate`` for this method (None: adaptive).
+
+        Parameters
+        ----------
+        configured : str or float
+            ``unlearning.pruning_rate``, read by :func:`parse_pruning_rate`
+            unless the name fixes the rate (``fedup-<P>``, ``fedup-adaptive``).
+        """
+        if self.adaptive:
+            return None
+        if self.rate is not None:
+            return self.rate
+        return parse_pruning_rate(configured)
 
     @property
     def prunes(self) -> bool:
@@ -61,7 +121,8 @@ class Method:
 
 
 def available_methods() -> list[str]:
-    """The method names (``fedup-<P>`` is accepted as well, see module doc)."""
+    """The method names (``fedup-<P>`` and ``fedup-adaptive`` are accepted as
+    well, see the module doc)."""
     return list(_KINDS)
 
 
@@ -71,7 +132,8 @@ def parse_method(name: str) -> Method:
     Parameters
     ----------
     name : str
-        A name from :func:`available_methods` or ``fedup-<P>``.
+        A name from :func:`available_methods`, ``fedup-<P>`` or
+        ``fedup-adaptive``.
 
     Returns
     -------
@@ -89,6 +151,8 @@ def parse_method(name: str) -> Method:
         raise TypeError(f"a method name must be a str, got {type(name).__name__}")
     if name in _KINDS:
         return Method(name, name)
+    if name == ADAPTIVE:
+        return Method(name, "fedup", adaptive=True)
     if name.startswith(_FIXED_PREFIX):
         text = name.removeprefix(_FIXED_PREFIX)
         try:
@@ -101,6 +165,6 @@ def parse_method(name: str) -> Method:
             )
         return Method(name, "fedup", rate)
     raise ValueError(
-        f"unknown unlearning method {name!r}; use one of {available_methods()} "
-        f"or {FIXED_RATE_SYNTAX}"
+        f"unknown unlearning method {name!r}; use one of {available_methods()}, "
+        f"{ADAPTIVE} or {FIXED_RATE_SYNTAX}"
     )

@@ -132,10 +132,13 @@ def progress_line(
     partitions: Iterable[int],
     note: str = "",
 ) -> str:
-    """One round's line (see the module docstring)."""
+    """One round's line (see the module docstring); round 0: the initial model."""
     label = phase if method in ("all", phase) else f"{phase} {method}"
+    where = (
+        f"round {server_round:>3}/{last_round:<3}" if server_round else "initial model"
+    )
     return (
-        f"{label:<18} round {server_round:>3}/{last_round:<3} "
+        f"{label:<18} {where} "
         f"test {metrics['test_acc']:.4f}  malicious {metrics['mal_acc']:.4f}  "
         f"{seconds:5.1f}s  partitions {compact(partitions)}{note}"
     )

@@ -258,7 +258,7 @@ def run_one(run: Run) -> bool:
         )
     print(
         f"{run.name}: {'ok' if proc.returncode == 0 else 'FAILED'} "
-        f"in {time.time() - started:.0f}s",
+        f"in {time.time() - started:.0f}s; results and run.log in {folder.resolve()}",
         flush=True,
     )
     return proc.returncode == 0

@@ -27,6 +27,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from fedup_flwr.similarity import similarity_range
 from simulations.methods import parse_method
 from simulations.outcome import ASKED_NOT_DONE, UNLEARNED, method_outcome, status_label
 from simulations.plotting import integer_ticks, legend_outside, save, subplots
@@ -143,8 +144,10 @@ def method_results(
 ) -> MethodResult:
     """Summarise one method's rows (round T first, then recovery rounds).
 
-    ``adaptive`` holds the adaptive rate's parameters (``p_min``, ``p_max``,
-    ``gamma``, ``similarity_measure``) for methods that prune; None otherwise.
+    ``adaptive`` holds the adaptive rate's settings (``p_min``, ``p_max``,
+    ``gamma``, ``similarity_measure``, ``sim_min``, ``sim_max``, ``adaptive``)
+    for methods that prune; None otherwise. The unlearning event, when there
+    is one, says whether P actually came from Eq. 4-5 (``adaptive``).
     """
     target = before["test_acc"] - tolerance
     r_rec = _first(rows, lambda r: r["test_acc"] >= target)
@@ -158,6 +161,9 @@ def method_results(
             ),
         )
     event = events[0] if events else None
+    recorded = dict(adaptive or {})
+    if adaptive is not None and event is not None and hasattr(event, "adaptive"):
+        recorded["adaptive"] = bool(event.adaptive)  # the step's, not the config's
     return MethodResult(
         test_acc_after_unlearning=rows[0]["test_acc"],
         mal_acc_after_unlearning=rows[0]["mal_acc"],
@@ -175,7 +181,7 @@ def method_results(
         storage_mb=0.0 if event is None else event.state_bytes / 2**20,
         unlearn_seconds=0.0 if event is None else event.seconds,
         similarity=None if event is None else event.similarity,
-        **(adaptive or {}),
+        **recorded,
     )
 
 
@@ -184,13 +190,16 @@ def _adaptive_settings(scenario: Scenario, method: str) -> dict[str, Any] | None
     if not parse_method(method).prunes:
         return None
     settings = scenario.method_settings(method)
+    measure = str(settings["similarity"])
+    sim_min, sim_max = similarity_range(measure)  # null in the config: these
     return {
         "p_min": float(settings["p_min"]),
         "p_max": float(settings["p_max"]),
         "gamma": float(settings["gamma"]),
-        # FedUP's measure unless the config names another: the cosine of the
-        # last layer's weights (fedup_flwr.last_layer_similarity).
-        "similarity_measure": str(scenario.cfg.unlearning.get("similarity", "weights")),
+        "similarity_measure": measure,
+        "sim_min": sim_min if settings["sim_min"] is None else settings["sim_min"],
+        "sim_max": sim_max if settings["sim_max"] is None else settings["sim_max"],
+        "adaptive": settings["pruning_rate"] is None,
     }
 
 
@@ -310,7 +319,8 @@ def _pct(value: float | None) -> str:
 
 def format_table(results: RunResult) -> str:
     """The end-of-run table: before, each method per round, baseline B."""
-    w = 36
+    labels = [f"{m}: {status_label(r)}" for m, r in results.methods.items()]
+    w = max([36, *(len(label) + 2 for label in labels)])
     lines = [
         f"{'model':<{w}}{'round':>6}{'test acc %':>12}{'malicious %':>13}",
         "-" * (w + 31),

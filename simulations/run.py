@@ -139,11 +139,11 @@ def _run_job(cfg: DictConfig) -> None:
             with open_dict(cfg):
                 cfg.name = f"{cfg.name}-{suffix}"
     validate(cfg)
-    results = run_scenario(cfg, out_dir)
-    code = exit_code(RunResult.from_dict(results))
+    run = RunResult.from_dict(run_scenario(cfg, out_dir))
     print(f"results: {out_dir.resolve()}", flush=True)
+    code = exit_code(run)
     if code:
-        why = "; ".join(not_done(RunResult.from_dict(results)))
+        why = "; ".join(not_done(run))
         print(
             f"error: the unlearning asked for did not happen ({why})", file=sys.stderr
         )

@@ -103,20 +103,24 @@ class Scenario:
         """FedUP arguments for a method (natural = exclusion, no pruning).
 
         FedUP and the two pruning ablations share P (fixed or adaptive), so
-        the ablations prune the same number of weights per layer.
+        the ablations prune the same number of weights per layer; the method's
+        name or ``unlearning.pruning_rate`` sets it (:meth:`Method.pruning_rate`).
         """
         u = self.cfg.unlearning
         parsed = parse_method(method)
+        sim_min, sim_max = u.get("sim_min"), u.get("sim_max")
         common = {
             "p_min": float(u.p_min),
             "p_max": float(u.p_max),
             "gamma": float(u.gamma),
             "rate_limit": int(u.rate_limit),
             "recovery_rounds": int(u.recovery_rounds),
+            "similarity": str(u.get("similarity", "weights")),
+            "sim_min": None if sim_min is None else float(sim_min),
+            "sim_max": None if sim_max is None else float(sim_max),
         }
         if parsed.prunes:
-            rate = u.pruning_rate if parsed.rate is None else parsed.rate
-            return {**common, "pruning_rate": None if rate is None else float(rate)}
+            return {**common, "pruning_rate": parsed.pruning_rate(u.pruning_rate)}
         return {**common, "pruning_rate": 0.0}
 
     def setting(self) -> dict[str, Any]:

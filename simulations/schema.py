@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-SCHEMA_VERSION = 3
-"""3: adds ``status`` (run and method) and ``flagged``/``nodes`` per method;
+SCHEMA_VERSION = 4
+"""4: adds ``adaptive``, ``sim_min`` and ``sim_max`` per method (issue 11);
+3: adds ``status`` (run and method) and ``flagged``/``nodes`` per method;
 2: adds ``p_min``, ``p_max``, ``gamma`` and ``similarity_measure`` per
 method and the ``schema`` key itself; 1: files without a ``schema`` key."""
 
 T = TypeVar("T")
-_SCHEMA_3_OPTIONAL = ("status", "flagged", "nodes")
+# Keys written only when recorded, so older files round-trip as read.
+_WRITTEN_WHEN_SET = ("status", "flagged", "nodes", "adaptive", "sim_min", "sim_max")
 
 
 @dataclass
@@ -56,13 +58,18 @@ class MethodResult:
     storage_mb, unlearn_seconds : float
         Memory held for the unlearning step and its wall time.
     similarity : float or None
-        The benign clients' similarity the adaptive rate reads (also recorded
-        with a fixed P, so a sweep can mark the adaptive choice).
+        The benign clients' similarity under ``similarity_measure`` (also
+        recorded with a fixed P, so a sweep can mark the adaptive choice).
     p_min, p_max, gamma : float or None
-        The adaptive rate's parameters (Eq. 4-5) of this run; None in files
-        written before schema 2.
+        The adaptive rate's parameters (Eq. 4-5) of this run, whether or not
+        P was adaptive; None in files written before schema 2.
     similarity_measure : str or None
-        Name of the similarity function; None before schema 2.
+        Name of the similarity measure; None before schema 2.
+    adaptive : bool or None
+        Whether P came from Eq. 4-5 (False: a fixed P, or the fallback to the
+        default when the similarity was undefined); None before schema 4.
+    sim_min, sim_max : float or None
+        The similarity range of Eq. 4 the run was given; None before schema 4.
     status : str or None
         What happened (:mod:`simulations.outcome`): ``unlearned``,
         ``refused`` (``recovery_rounds`` is then None), ``not_flagged``,
@@ -94,6 +101,9 @@ class MethodResult:
     status: str | None = None
     flagged: int | None = None
     nodes: int | None = None
+    adaptive: bool | None = None
+    sim_min: float | None = None
+    sim_max: float | None = None
 
 
 @dataclass
@@ -180,9 +190,8 @@ class RunResult:
         out = dataclasses.asdict(self)
         if out["detection"] is None:
             del out["detection"]  # as before schema 2: one-shot runs have none
-        # Schema 3's keys only when recorded, so older files round-trip as read.
         for record in (out, *out["methods"].values()):
-            for key in _SCHEMA_3_OPTIONAL:
+            for key in _WRITTEN_WHEN_SET:
                 if key in record and record[key] is None:
                     del record[key]
         return out
@@ -281,6 +290,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp in (int, str) and isinstance(value, tp) and not isinstance(value, bool):
+        return value
+    if tp is bool and isinstance(value, bool):
         return value
     raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
 

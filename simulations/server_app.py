@@ -6,10 +6,13 @@ online flow) are in :mod:`simulations.experiment`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
@@ -45,9 +48,18 @@ def identify_nodes(grid: Grid, num_nodes: int, timeout: float = 600) -> dict[int
     """
     deadline = time.monotonic() + timeout
     nodes = list(grid.get_node_ids())
+    said = time.monotonic()  # first word after 30 s: nodes may still be starting
     while len(nodes) < num_nodes:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(nodes)} of {num_nodes} nodes connected")
+        now = time.monotonic()
+        if now > deadline:
+            raise RuntimeError(
+                f"only {len(nodes)} of {num_nodes} nodes connected; the federation "
+                f"needs num_clients={num_nodes} nodes (`flwr run`: "
+                f"--federation-config num-supernodes={num_nodes})"
+            )
+        if now - said >= 30:  # say what it waits for, not silence
+            print(f"waiting for nodes: {len(nodes)} of {num_nodes}", flush=True)
+            said = now
         time.sleep(0.5)
         nodes = list(grid.get_node_ids())
     queries = [
@@ -65,6 +77,34 @@ def identify_nodes(grid: Grid, num_nodes: int, timeout: float = 600) -> dict[int
     return node_of
 
 
+def project_dir() -> Path:
+    """The checkout whose ``outputs/`` a ``flwr run`` writes into.
+
+    ``flwr run`` runs a copy of the app in the SuperLink's folders, from the
+    SuperLink's working directory; the project is where this code comes from
+    when run from a checkout, else where ``fedup-flwr`` is installed from in
+    editable mode (``make install``), else the working directory.
+
+    Returns
+    -------
+    Path
+        The project's folder.
+    """
+    here = Path(__file__).resolve().parents[1]
+    if (here / ".git").exists():
+        return here
+    # Every copy of the metadata (a build's egg-info may shadow the install's).
+    for dist in distributions(name="fedup-flwr"):
+        try:
+            url = json.loads(dist.read_text("direct_url.json") or "{}")
+        except ValueError:
+            continue
+        link = str(url.get("url", ""))
+        if url.get("dir_info", {}).get("editable") and link.startswith("file://"):
+            return Path(unquote(urlparse(link).path))
+    return Path.cwd()
+
+
 def make_server_app(
     cfg: DictConfig | None = None,
     out_dir: Path | None = None,
@@ -78,7 +118,8 @@ def make_server_app(
         The composed config; None composes it from the run config's
         ``overrides`` (``flwr run``).
     out_dir : Path | None (default: None)
-        Where results go; None: ``output_dir`` or ``outputs/flwr-run/<name>``.
+        Where results go; None: ``output_dir``, or ``outputs/flwr-run/<name>``
+        in the project (:func:`project_dir`), printed at the end.
     on_done : Callable | None (default: None)
         Called with the results when the run finishes.
 
@@ -97,7 +138,7 @@ def make_server_app(
             quiet_logs(bool(config.get("verbose", False)))
             validate(config)
         scenario = Scenario(config)
-        default = Path("outputs") / "flwr-run" / str(config.name)
+        default = project_dir() / "outputs" / "flwr-run" / str(config.name)
         folder = out_dir or Path(config.get("output_dir") or default)
         folder.mkdir(parents=True, exist_ok=True)
         resume = bool(config.get("resume", False))

@@ -43,5 +43,6 @@ def test_flwr_run_local_simulation(tmp_path: Path) -> None:
                 pass
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "before unlearning" in proc.stdout
+    assert f"results: {out.resolve()}" in proc.stdout  # where it wrote
     results = json.loads((out / "results.json").read_text())
     assert results["name"] == "smoke-fedup" and results["num_clients"] == 5

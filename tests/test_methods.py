@@ -8,9 +8,15 @@ from typing import Any
 import pytest
 from hydra.core.config_store import ConfigStore
 
+from fedup_flwr import DEFAULT_PRUNING_RATE, FedUP
 from fedup_flwr.detectors import available_detectors, registry
 from simulations.config import compose, detector_names, register_detector_configs
-from simulations.methods import Method, available_methods, parse_method
+from simulations.methods import (
+    Method,
+    available_methods,
+    parse_method,
+    parse_pruning_rate,
+)
 from simulations.online import FromRound
 from simulations.scenario import Scenario
 
@@ -61,7 +67,69 @@ def test_fixed_rate_reaches_the_strategy_settings() -> None:
     scenario = Scenario(compose([*SMOKE, "compare=[fedup-0.2,natural]"]))
     assert scenario.method_settings("fedup-0.2")["pruning_rate"] == 0.2
     assert scenario.method_settings("natural")["pruning_rate"] == 0.0
-    assert scenario.method_settings("fedup")["pruning_rate"] is None  # adaptive
+    # Plain fedup takes unlearning.pruning_rate: "default" is the library's.
+    assert scenario.method_settings("fedup")["pruning_rate"] == DEFAULT_PRUNING_RATE
+
+
+def test_adaptive_method_is_adaptive_whatever_the_config_says() -> None:
+    method = parse_method("fedup-adaptive")
+    assert (method.kind, method.rate, method.adaptive, method.prunes) == (
+        "fedup", None, True, True,
+    )  # fmt: skip
+    cfg = compose([*SMOKE, "compare=[fedup-adaptive]", "unlearning.pruning_rate=0.2"])
+    settings = Scenario(cfg).method_settings("fedup-adaptive")
+    assert settings["pruning_rate"] is None and settings["similarity"] == "weights"
+    assert (settings["sim_min"], settings["sim_max"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "rate"),
+    [("default", DEFAULT_PRUNING_RATE), ("adaptive", None), ("0.1", 0.1), ("0", 0.0)],
+)
+def test_configured_rate_reaches_the_strategy_settings(
+    value: str, rate: float | None
+) -> None:
+    cfg = compose([*SMOKE, f"unlearning.pruning_rate={value}"])
+    scenario = Scenario(cfg)
+    for method in ("fedup", "random_prune", "malicious_magnitude"):
+        assert scenario.method_settings(method)["pruning_rate"] == rate
+    assert scenario.method_settings("natural")["pruning_rate"] == 0.0
+
+
+def test_similarity_settings_reach_the_strategy() -> None:
+    cfg = compose(
+        [*SMOKE, "unlearning.similarity=kernel_updates", "unlearning.sim_min=0.1",
+         "unlearning.sim_max=0.6", "unlearning.pruning_rate=adaptive"]
+    )  # fmt: skip
+    settings = Scenario(cfg).method_settings("fedup")
+    assert (settings["similarity"], settings["sim_min"], settings["sim_max"]) == (
+        "kernel_updates", 0.1, 0.6,
+    )  # fmt: skip
+    strategy = FedUP(**settings)  # the settings are FedUP's own arguments
+    assert (strategy.similarity, strategy.sim_min, strategy.pruning_rate) == (
+        "kernel_updates", 0.1, None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("unlearning.pruning_rate=null", "write 'adaptive'"),
+        ("unlearning.pruning_rate=fast", "'default'.*'adaptive'"),
+        ("unlearning.pruning_rate=1.5", r"number in \[0, 1\]"),
+        ("unlearning.similarity=cosine", "unknown similarity 'cosine'"),
+        ("unlearning.sim_min=2", "unlearning.sim_min"),
+    ],
+)
+def test_config_check_refuses_bad_rate_settings(override: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Scenario(compose([*SMOKE, override]))
+
+
+@pytest.mark.parametrize("value", [None, "fast", 1.5, float("nan"), True])
+def test_parse_pruning_rate_refuses(value: object) -> None:
+    with pytest.raises(ValueError, match=r"unlearning\.pruning_rate must be"):
+        parse_pruning_rate(value)
 
 
 @pytest.mark.parametrize("compare", ["[fedup-2]", "[bogus]"])

@@ -179,3 +179,26 @@ def test_a_schema_2_record_round_trips(tmp_path: Path) -> None:
     run.save(tmp_path / "results.json")
     assert RunResult.load(tmp_path / "results.json") == run
     assert isinstance(run.methods["fedup"], MethodResult)
+
+
+def test_a_schema_4_record_keeps_how_the_rate_was_chosen(tmp_path: Path) -> None:
+    rows = _rows([(0.5, 0.6), (0.8, 0.1)])
+    settings = {"p_min": 0.01, "p_max": 0.15, "gamma": 5.0,
+                "similarity_measure": "kernel_updates", "sim_min": 0.0,
+                "sim_max": 1.0, "adaptive": True}  # fmt: skip
+
+    class FellBack(_Event):  # the step fell back to a fixed P: the event wins
+        adaptive = False
+
+    res = method_results(rows, {"test_acc": 0.8}, None, 0.01, [FellBack()],
+                         adaptive=settings)  # fmt: skip
+    assert (res.sim_min, res.sim_max, res.adaptive) == (0.0, 1.0, False)
+    assert res.similarity_measure == "kernel_updates"
+    run = RunResult.from_dict(_committed())
+    run = dataclasses.replace(run, methods={"fedup": res}, schema=SCHEMA_VERSION)
+    run.save(tmp_path / "results.json")
+    assert RunResult.load(tmp_path / "results.json") == run
+    data = run.to_dict()
+    data["methods"]["fedup"]["adaptive"] = "yes"
+    with pytest.raises(ValueError, match="adaptive: expected bool"):
+        RunResult.from_dict(data)

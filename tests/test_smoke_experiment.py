@@ -65,6 +65,23 @@ def test_smoke_experiment_writes_all_outputs(tmp_path: Path) -> None:
     } <= phases
     assert (tmp_path / "curves.png").stat().st_size > 10_000
     assert "R* =" in proc.stdout and "before unlearning" in proc.stdout
+    assert results["status"] == "unlearned"
+    assert {m: r["status"] for m, r in results["methods"].items()} == {
+        "fedup": "unlearned", "natural": "unlearned", "random_prune": "unlearned",
+        "malicious_magnitude": "unlearned", "not": "unlearned",
+        "federaser": "unlearned", "retrain": "retrained", "none": "kept",
+    }  # fmt: skip
+    # Quiet progress: one line per round (partition ids), no Flower banner; the
+    # output ends with the table and the folder.
+    lines = proc.stdout.splitlines()
+    train = [line for line in lines if line.startswith("train ")]
+    assert [line.split()[2] for line in train] == ["1/3", "2/3", "3/3"]
+    assert all(line.endswith("partitions 0-4") for line in train)
+    assert "unlearned 0-1" in next(x for x in lines if x.startswith("unlearn fedup"))
+    assert "Starting FedUP strategy" not in proc.stdout + proc.stderr
+    assert "[ROUND" not in proc.stdout + proc.stderr
+    assert lines[-1] == f"results: {tmp_path.resolve()}"
+    assert len(lines) + len(proc.stderr.splitlines()) < 80
 
     # resume=true (the default) skips a finished run without starting Ray.
     again = run("+experiment=smoke", f"compare=[{methods}]", out=tmp_path)
@@ -74,7 +91,7 @@ def test_smoke_experiment_writes_all_outputs(tmp_path: Path) -> None:
 def test_bad_config_fails_before_ray(tmp_path: Path) -> None:
     proc = run("+experiment=smoke", "num_malicious=9", out=tmp_path)
     assert proc.returncode != 0
-    assert "num_malicious must be in [0, num_clients)" in proc.stderr
+    assert "num_malicious must be an integer in [0, 4], got 9" in proc.stderr
 
 
 @pytest.mark.slow
@@ -126,3 +143,37 @@ def test_hydra_multirun_sweep_writes_summary(tmp_path: Path) -> None:
     rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
     assert sorted(float(r["pruning_rate"]) for r in rows) == [0.05, 0.1]
     assert (tmp_path / "sweep_p.png").exists()
+    # Folders and names carry the swept values; the plot's path is printed.
+    for rate in ("0.05", "0.1"):
+        (folder,) = tmp_path.glob(f"*unlearning.pruning_rate={rate}")
+        name = json.loads((folder / "results.json").read_text())["name"]
+        assert name == f"smoke-fedup-unlearning.pruning_rate={rate}"
+        assert f"results: {folder.resolve()}" in proc.stdout
+    assert f"sweep plot: {(tmp_path / 'sweep_p.png').resolve()}" in proc.stdout
+
+
+def test_flwr_run_writes_under_the_project_not_the_superlinks_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simulations import server_app
+
+    # `flwr run` imports a copy of the app from the SuperLink's folders and
+    # runs it from the SuperLink's working directory.
+    copy = tmp_path / "flwr-home" / "apps" / "simulations" / "server_app.py"
+    monkeypatch.setattr(server_app, "__file__", str(copy))
+    monkeypatch.chdir(tmp_path)
+    assert server_app.project_dir() == ROOT  # installed from it (make install: -e)
+
+
+def test_a_sweep_job_is_named_by_its_swept_values() -> None:
+    from simulations.run import sweep_suffix
+
+    overrides = ["+experiment=smoke", "compare=[]", "unlearning.pruning_rate=0.05",
+                 "seed=3"]  # fmt: skip
+    assert sweep_suffix(overrides, {"unlearning.pruning_rate"}) == (
+        "unlearning.pruning_rate=0.05"
+    )
+    assert sweep_suffix(overrides, {"unlearning.pruning_rate", "seed"}) == (
+        "unlearning.pruning_rate=0.05,seed=3"
+    )
+    assert sweep_suffix(overrides, set()) == ""

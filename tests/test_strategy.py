@@ -84,9 +84,10 @@ def test_mask_targets_where_groups_disagree() -> None:
 
 
 def test_adaptive_rate_follows_similarity() -> None:
-    strategy = FedUP(detector=OracleDetector({1: [6]}))
+    strategy = FedUP(detector=OracleDetector({1: [6]}), pruning_rate=None)
     run_round(strategy, 1)
     (event,) = strategy.events
+    assert event.adaptive and event.similarity_measure == "weights"
     assert event.similarity is not None and event.similarity > 0.99
     assert event.rate == pytest.approx(
         0.01 + 0.14 * ((event.similarity - 0.5) / 0.5) ** 5

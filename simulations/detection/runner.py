@@ -345,4 +345,5 @@ def run_detection(cfg: DictConfig, out_dir: Path, command: str) -> dict[str, Any
             f"{s['run_f1']} first={s['first_correct_round']} "
             f"flagged-round rate={s['flagged_round_rate']}"
         )
+    print(f"results: {out_dir.resolve()}", flush=True)
     return captured

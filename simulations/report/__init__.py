@@ -10,7 +10,8 @@
   (:mod:`~simulations.report.paper`), Tables II-IV
   (:mod:`~simulations.report.attack_tables`), Tables V-VII
   (:mod:`~simulations.report.tables`), figures
-  (:mod:`~simulations.report.figures`), the other sections
+  (:mod:`~simulations.report.figures`), the similarity and backdoor P-sweep
+  sections (:mod:`~simulations.report.pruning`), the other sections
   (:mod:`~simulations.report.sections`) and the document
   (:mod:`~simulations.report.document`).
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simulations.report import sections
+from simulations.report import pruning, sections
 from simulations.report.attack_tables import (
     ROBUST_DEFINITIONS,
     attack_table,
@@ -74,6 +74,10 @@ def build_report(runs: Runs, *, figures: bool = True) -> str:
     out += [*sections.figure5(runs, figures), "", note("figure5")]
     out += ["## Pruning-rate sweep", "", *sections.sweep(runs, figures), ""]
     out += [note("sweep")]
+    out += ["## Similarity and the adaptive pruning rate (issue 11)", ""]
+    out += [*pruning.similarity_section(runs, figures), ""]
+    out += ["## Backdoor pruning-rate sweeps (issue 11)", ""]
+    out += [*pruning.backdoor_sweeps(runs), "", note("backdoor_sweeps")]
     out += ["## End to end with real detectors (issue 5)", ""]
     out += [*sections.end_to_end(runs), "", note("end_to_end")]
     out += ["## Detector quality (issue 5)", ""]
