@@ -8,6 +8,8 @@ Flower hooks; each job lives in its own module:
   :mod:`fedup_flwr.validation`;
 * whether and when to unlearn (guard, rate limit, pending set, recovery):
   :class:`fedup_flwr.policy.UnlearningPolicy`;
+* asking the detector each round and handing its flags to the policy:
+  :func:`fedup_flwr.flagging.flag_round`;
 * how to unlearn (Algorithms 1-2, Eq. 4-5): :mod:`fedup_flwr.core`;
 * the record of each step: :class:`fedup_flwr.events.UnlearningEvent`;
 * the extra recovery rounds and round numbering of ``start``:
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
-from logging import ERROR, INFO
+from logging import INFO
 from typing import Any
 
 import numpy as np
@@ -35,9 +37,9 @@ from fedup_flwr.core import (
     unlearning_mask,
 )
 from fedup_flwr.detector import Detector
-from fedup_flwr.detector_answers import ask_detector, check_scores, read_only
 from fedup_flwr.events import UnlearningEvent
 from fedup_flwr.exclusion import ExcludingStrategy
+from fedup_flwr.flagging import flag_round
 from fedup_flwr.inner_state import check_inner_strategy
 from fedup_flwr.policy import HeldModel, UnlearningPolicy, state_int
 from fedup_flwr.rates import DEFAULT_PRUNING_RATE, RateChoice
@@ -208,7 +210,14 @@ class FedUP(ExcludingStrategy):
                 for r in valid
             }
         self.policy.observe(r.node_id for r in valid)
-        self._detect(server_round, valid)
+        flag_round(
+            self,
+            server_round,
+            valid,
+            held=self._last_replies,
+            present=self._present,
+            metrics=self._round_metrics,
+        )
         return super()._select(server_round, valid)
 
     def _finish_round(
@@ -237,50 +246,6 @@ class FedUP(ExcludingStrategy):
             warn_outstanding(self.policy, server_round, wrapped=True)
         self._round_metrics["fedup-pending-nodes"] = float(len(self.policy.pending))
         return arrays
-
-    def _detect(self, server_round: int, valid: list[ValidReply]) -> None:
-        if self.detector is None or not valid:
-            return
-        # Read-only views: a detector's write cannot reach FedUP's state.
-        replies = {r.node_id: read_only(r.arrays) for r in valid}
-        glob = read_only(self._global_arrays)
-        flagged = ask_detector(self.detector, server_round, replies, glob)
-        if isinstance(flagged, str):
-            log(
-                ERROR,
-                "FedUP: round %s: detector %s; no detection",
-                server_round,
-                flagged,
-            )
-            self._round_metrics["fedup-detector-errors"] = 1.0
-            return
-        scores = check_scores(getattr(self.detector, "scores", None))
-        for node, score in (scores if isinstance(scores, dict) else {}).items():
-            self._round_metrics[f"fedup-score-{node}"] = score
-        self._round_metrics["fedup-flagged"] = float(len(flagged - self.excluded))
-        present = None if self._present is None else self._present | set(replies)
-        decision = self.policy.flag(flagged, self._last_replies, present=present)
-        if decision.accepted:
-            log(
-                INFO,
-                "FedUP: round %s: nodes %s flagged and excluded",
-                server_round,
-                decision.accepted,
-            )
-        elif decision.refused:  # Theorem 1 needs a benign majority
-            log(
-                ERROR,
-                "FedUP: round %s: refusing to unlearn %s: %s would be half or more",
-                server_round,
-                decision.refused,
-                decision.reason,
-            )
-            self.events.append(
-                UnlearningEvent(
-                    server_round, decision.refused, "refused", reason=decision.reason
-                )
-            )
-            self._round_metrics["fedup-refused"] = 1.0
 
     # ----------------------------------------------------------- unlearning
     def compute_mask(

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from simulations.data import DATASETS, get_spec
+from simulations.dataset_specs import DATASETS, get_spec
 
 __all__ = [
     "DEFAULT_FLIP",
@@ -201,7 +201,7 @@ class Backdoor:
         ``(1 - mean) / std`` per channel; ``target`` is validated against its
         number of classes. When ``None`` (and ``white`` is not given), the
         dataset is inferred when stamping from the number of channels: the
-        only entry of :data:`~simulations.data.DATASETS` with that many
+        only entry of :data:`~simulations.dataset_specs.DATASETS` with that many
         channels (3: CIFAR-10, 1: Fashion-MNIST).
     white : float or sequence of float or None
         Explicit trigger value(s), one or one per channel, e.g. ``1.0`` for

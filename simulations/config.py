@@ -19,17 +19,17 @@ and :func:`compose` do it, so a detector registered at import time (e.g. in
 
 from __future__ import annotations
 
-import difflib
-import functools
 import shlex
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from fedup_flwr.similarity import similarity_range
 from simulations.attacks import DEFAULT_FLIP, Backdoor, LabelFlip
-from simulations.data import PARTITIONERS, check_data, get_spec
+from simulations.config_keys import check_keys
+from simulations.data import PARTITIONERS
+from simulations.data_source import check_data
+from simulations.dataset_specs import get_spec
 from simulations.methods import parse_method, parse_pruning_rate
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -41,8 +41,6 @@ HARNESS_ONLINE_DETECTORS = ("dos",)
 ATTACKS = ("none", "label_flip", "backdoor")
 # Methods whose unlearning goes through FedUP's guard (a detector flags).
 GUARDED = frozenset({"fedup", "natural", "random_prune", "malicious_magnitude", "not"})
-# Keys whose contents are free (a detector's constructor arguments).
-FREE_KEYS = frozenset({"detector.params"})
 
 
 class ConfigError(ValueError):
@@ -133,7 +131,7 @@ def validate(
     ``+``), names (dataset, partition, methods, detector, attack), ranges
     (counts, fractions, rates, rounds), the attack's parameters, a
     ``num_malicious`` FedUP's guard would refuse, the Ray settings and, with
-    ``data``, that the dataset can be read (:func:`simulations.data.check_data`).
+    ``data``, that the dataset can be read (:func:`simulations.data_source.check_data`).
 
     Parameters
     ----------
@@ -154,7 +152,7 @@ def validate(
     """
     try:
         if keys is not None:
-            _check_keys(cfg, keys)
+            check_keys(cfg, keys, conf_dir=CONF_DIR)
         _check_counts(cfg)
         _check_training(cfg)
         _check_unlearning(cfg)
@@ -188,57 +186,6 @@ def check_ray(cfg: DictConfig) -> None:
         )
     if cpus is not None:
         _number(cfg, "ray_num_cpus", 1, integer=True)
-
-
-# ------------------------------------------------------------------ keys
-@functools.cache
-def _schema(primary: str) -> dict[str, Any]:
-    """Every key ``conf/`` defines: the primary file's, and per group the
-    union of its options' keys."""
-    base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{primary}.yaml"))
-    assert isinstance(base, dict)
-    schema: dict[str, Any] = {
-        str(k): v for k, v in base.items() if k not in ("defaults", "hydra")
-    }
-    for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir()):
-        if group.name == "experiment":
-            continue  # sets keys of the others (``@package _global_``)
-        keys: dict[str, Any] = {"name": None, "from_round": None, "params": None}
-        keys = keys if group.name == "detector" else {}
-        for option in group.glob("*.yaml"):
-            node = OmegaConf.to_container(OmegaConf.load(option))
-            assert isinstance(node, dict)
-            keys.update({str(k): v for k, v in node.items() if k != "defaults"})
-        schema[group.name] = keys
-    return schema
-
-
-def _check_keys(cfg: DictConfig, primary: str) -> None:
-    unknown = _unknown(cfg, _schema(primary), "")
-    if unknown:
-        path, known = unknown
-        close = difflib.get_close_matches(path.rsplit(".", 1)[-1], known, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(
-            f"unknown config key {path!r} (a typo, or added with `+`?); {hint}"
-            f"known keys here: {', '.join(sorted(known))}"
-        )
-
-
-def _unknown(node: Any, schema: dict[str, Any], prefix: str) -> Any:
-    """The first key of ``node`` missing from ``schema``, with the known ones."""
-    for key in node.keys():
-        path = f"{prefix}{key}"
-        if key not in schema:
-            return path, list(schema)
-        child, known = node[key], schema[key]
-        if path in FREE_KEYS or not isinstance(known, dict):
-            continue
-        if OmegaConf.is_dict(child):
-            found = _unknown(child, known, f"{path}.")
-            if found:
-                return found
-    return None
 
 
 # ---------------------------------------------------------------- ranges

@@ -5,18 +5,10 @@ Partitions come from :class:`flwr_datasets.FederatedDataset` with an
 :class:`~flwr_datasets.partitioner.DirichletPartitioner` (``partition_by="label"``),
 as Flower users load them.
 
-Where the data come from
-------------------------
-* ``FEDUP_DATA_DIR`` set: the files ``$FEDUP_DATA_DIR/<dir_name>/train.parquet``
-  and ``test.parquet`` (Hugging Face hub schema, ``dir_name`` being ``cifar10`` or
-  ``fashion_mnist``) are read through ``datasets.load_dataset("parquet", ...)``.
-  This path is fully offline: the Hugging Face libraries are switched to offline
-  mode (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``) and Flower Datasets telemetry
-  is disabled unless ``FLWR_TELEMETRY_ENABLED`` is set explicitly. If the files
-  are missing a :class:`RuntimeError` is raised at once; the Hub is not tried.
-* ``FEDUP_DATA_DIR`` unset: the dataset is fetched from the Hugging Face Hub
-  (``uoft-cs/cifar10``, ``zalando-datasets/fashion_mnist``) or its local cache;
-  if that fails a :class:`RuntimeError` explains how to use ``FEDUP_DATA_DIR``.
+Where the data come from (``FEDUP_DATA_DIR``'s local parquet files, fully
+offline, or else the Hugging Face Hub) is decided and checked by
+:mod:`simulations.data_source`; the datasets themselves are described in
+:mod:`simulations.dataset_specs`.
 
 Each partition (and each test set) is decoded once per process into normalised
 ``float32`` tensors and cached for the life of the process, so the training loop
@@ -29,9 +21,6 @@ from __future__ import annotations
 import functools
 import io
 import operator
-import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,86 +28,18 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import TensorDataset
 
+from simulations.data_source import load_kwargs, local_dir, prepared
+from simulations.dataset_specs import DATASETS, DatasetSpec, get_spec
+
 __all__ = [
-    "DATASETS",
-    "DATA_DIR_ENV",
     "PARTITIONERS",
-    "DatasetSpec",
     "ImageDataset",
-    "check_data",
-    "get_spec",
     "load_partition",
     "load_test",
 ]
 
-DATA_DIR_ENV = "FEDUP_DATA_DIR"
-"""Environment variable naming the directory with the local parquet files."""
-
 PARTITIONERS = ("iid", "dirichlet")
 """Names accepted by ``load_partition(partitioner=...)``."""
-
-_SPLIT_FILES = ("train.parquet", "test.parquet")
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Static description of one image-classification dataset.
-
-    Attributes
-    ----------
-    hub_name : str
-        Hugging Face Hub dataset name.
-    dir_name : str
-        Sub-directory of ``$FEDUP_DATA_DIR`` holding ``train.parquet`` and
-        ``test.parquet``.
-    image_column : str
-        Column holding the images (``{"bytes", "path"}`` structs).
-    num_classes : int
-        Number of classes (labels are ``0 .. num_classes - 1``).
-    channels : int
-        Image channels (3 for RGB, 1 for grayscale).
-    image_size : tuple of int
-        ``(height, width)`` of every image.
-    mean, std : tuple of float
-        Per-channel normalisation constants for pixels scaled to ``[0, 1]``.
-    label_column : str
-        Column holding the integer labels.
-    """
-
-    hub_name: str
-    dir_name: str
-    image_column: str
-    num_classes: int
-    channels: int
-    image_size: tuple[int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    label_column: str = "label"
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "cifar10": DatasetSpec(
-        hub_name="uoft-cs/cifar10",
-        dir_name="cifar10",
-        image_column="img",
-        num_classes=10,
-        channels=3,
-        image_size=(32, 32),
-        mean=(0.4914, 0.4822, 0.4465),
-        std=(0.2470, 0.2435, 0.2616),
-    ),
-    "fashion_mnist": DatasetSpec(
-        hub_name="zalando-datasets/fashion_mnist",
-        dir_name="fashion_mnist",
-        image_column="image",
-        num_classes=10,
-        channels=1,
-        image_size=(28, 28),
-        mean=(0.2860,),
-        std=(0.3530,),
-    ),
-}
-"""The supported datasets, by the name the rest of the project uses."""
 
 
 class ImageDataset(TensorDataset):
@@ -149,32 +70,6 @@ class ImageDataset(TensorDataset):
     def y(self) -> torch.Tensor:
         """Labels, ``int64`` of shape ``(N,)``."""
         return self.tensors[1]
-
-
-def get_spec(dataset: str) -> DatasetSpec:
-    """Return the :class:`DatasetSpec` of ``dataset``.
-
-    Parameters
-    ----------
-    dataset : str
-        A key of :data:`DATASETS`.
-
-    Returns
-    -------
-    DatasetSpec
-        Its description.
-
-    Raises
-    ------
-    ValueError
-        If ``dataset`` is not a known name.
-    """
-    try:
-        return DATASETS[dataset]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}"
-        ) from None
 
 
 def load_partition(
@@ -252,7 +147,7 @@ def load_partition(
         alpha, min_partition_size = 0.0, 0
     return _cached_partition(
         dataset,
-        _source(spec),
+        local_dir(spec),
         partition_id,
         num_partitions,
         partitioner,
@@ -291,133 +186,17 @@ def load_test(dataset: str, *, fraction: float = 1.0, seed: int = 42) -> ImageDa
     spec = get_spec(dataset)
     fraction = _check_fraction(fraction)
     seed = operator.index(seed) if fraction < 1.0 else 0  # unused for the full set
-    return _cached_test(dataset, _source(spec), fraction, seed)
+    return _cached_test(dataset, local_dir(spec), fraction, seed)
 
 
 # --------------------------------------------------------------------------- #
 # Internals
 # --------------------------------------------------------------------------- #
-
-
-def check_data(dataset: str, *, probe_timeout: float = 3.0) -> str:
-    """Say where ``dataset`` will be read from, or fail at once with how to fix it.
-
-    Checked before anything starts (see :func:`simulations.config.validate`):
-    with ``FEDUP_DATA_DIR`` set, its two parquet files must exist; unset, the
-    dataset must be in the Hugging Face cache or the Hub must answer one
-    connection within ``probe_timeout`` seconds (no retries), so that a machine
-    without network fails in seconds instead of after the Hub's retries.
-
-    Parameters
-    ----------
-    dataset : str
-        A key of :data:`DATASETS`.
-    probe_timeout : float (default: 3.0)
-        Seconds to wait for the Hub's answer when the data are not local.
-
-    Returns
-    -------
-    str
-        The local folder, or ``"the Hugging Face Hub"``.
-
-    Raises
-    ------
-    RuntimeError
-        If the local files are missing, or the data are neither local, cached,
-        nor reachable; the message says how to set ``FEDUP_DATA_DIR``.
-    """
-    spec = get_spec(dataset)
-    source = _source(spec)
-    if source is not None:
-        return source
-    if _hub_cached(spec):
-        return "the Hugging Face cache"
-    import socket
-
-    hint = (
-        f"set {DATA_DIR_ENV} to a folder holding {spec.dir_name}/train.parquet and "
-        f"{spec.dir_name}/test.parquet (Hugging Face hub schema of "
-        f"{spec.hub_name!r}), e.g. `export {DATA_DIR_ENV}=/path/to/data`"
-    )
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        raise RuntimeError(f"{DATA_DIR_ENV} is not set and HF_HUB_OFFLINE is; {hint}")
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=probe_timeout).close()
-    except OSError as err:
-        raise RuntimeError(
-            f"{DATA_DIR_ENV} is not set and the Hugging Face Hub is unreachable "
-            f"({err}); {hint}"
-        ) from None
-    return "the Hugging Face Hub"
-
-
-def _hub_cached(spec: DatasetSpec) -> bool:
-    """Whether the Hugging Face cache already holds ``spec``'s dataset."""
-    home = Path(
-        os.environ.get("HF_HOME", "") or Path("~/.cache/huggingface").expanduser()
-    )
-    org, name = spec.hub_name.split("/")
-    places = [
-        Path(os.environ.get("HF_DATASETS_CACHE", "") or home / "datasets")
-        / f"{org}___{name}",
-        Path(os.environ.get("HF_HUB_CACHE", "") or home / "hub")
-        / f"datasets--{org}--{name}",
-    ]
-    return any(p.is_dir() for p in places)
-
-
 def _check_fraction(fraction: float) -> float:
     fraction = float(fraction)
     if not 0.0 < fraction <= 1.0:  # also rejects NaN
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     return fraction
-
-
-def _source(spec: DatasetSpec) -> str | None:
-    """Local directory with the parquet files, or ``None`` for the Hub."""
-    root = os.environ.get(DATA_DIR_ENV, "").strip()
-    if not root:
-        return None
-    directory = Path(root).expanduser() / spec.dir_name
-    missing = [name for name in _SPLIT_FILES if not (directory / name).is_file()]
-    if missing:
-        raise RuntimeError(
-            f"{DATA_DIR_ENV}={root!r} is set but {', '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} missing from {str(directory)!r}. "
-            f"Put train.parquet and test.parquet of {spec.hub_name!r} (Hugging Face "
-            f"hub schema) at {str(directory / '{train,test}.parquet')!r}, or unset "
-            f"{DATA_DIR_ENV} to download the dataset from the Hugging Face Hub."
-        )
-    return str(directory.resolve())
-
-
-def _go_offline() -> None:
-    """Keep every library off the network: the data are local files."""
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        os.environ[var] = "1"
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    # The constants are read at import time, so also patch loaded modules.
-    import datasets.config
-    import huggingface_hub.constants
-    from flwr_datasets.common import telemetry
-
-    datasets.config.HF_HUB_OFFLINE = True
-    datasets.config.HF_DATASETS_OFFLINE = True
-    huggingface_hub.constants.HF_HUB_OFFLINE = True
-    telemetry.FLWR_TELEMETRY_ENABLED = os.environ["FLWR_TELEMETRY_ENABLED"]
-
-
-def _load_kwargs(spec: DatasetSpec, source: str | None) -> dict[str, Any]:
-    if source is None:
-        return {"dataset": spec.hub_name}
-    _go_offline()
-    return {
-        "dataset": "parquet",
-        "data_files": {
-            split.removesuffix(".parquet"): str(Path(source) / split)
-            for split in _SPLIT_FILES
-        },
-    }
 
 
 class _StratifiedSubset:
@@ -440,23 +219,6 @@ class _StratifiedSubset:
         return data
 
 
-def _prepared(fds: Any, spec: DatasetSpec, source: str | None) -> Any:
-    """Trigger Flower Datasets' lazy load, turning Hub failures into one error."""
-    if source is not None:
-        fds.load_split("train")
-        return fds
-    try:
-        fds.load_split("train")
-    except Exception as exc:
-        raise RuntimeError(
-            f"could not load {spec.hub_name!r} from the Hugging Face Hub or its "
-            f"cache ({type(exc).__name__}: {exc}). To run offline, set "
-            f"{DATA_DIR_ENV} to a directory holding {spec.dir_name}/train.parquet "
-            f"and {spec.dir_name}/test.parquet (Hugging Face hub schema)."
-        ) from exc
-    return fds
-
-
 @functools.cache
 def _federated_dataset(
     dataset: str,
@@ -469,7 +231,7 @@ def _federated_dataset(
     min_partition_size: int,
 ) -> Any:
     spec = DATASETS[dataset]
-    kwargs = _load_kwargs(spec, source)  # goes offline before importing datasets
+    kwargs = load_kwargs(spec, source)  # goes offline before importing datasets
     from flwr_datasets import FederatedDataset
     from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner
 
@@ -496,7 +258,7 @@ def _federated_dataset(
         seed=seed,
         **kwargs,
     )
-    return _prepared(fds, spec, source)
+    return prepared(fds, spec, source)
 
 
 @functools.cache
@@ -529,7 +291,7 @@ def _cached_test(
     dataset: str, source: str | None, fraction: float, seed: int
 ) -> ImageDataset:
     spec = DATASETS[dataset]
-    kwargs = _load_kwargs(spec, source)
+    kwargs = load_kwargs(spec, source)
     from flwr_datasets import FederatedDataset
 
     pre = (
@@ -540,7 +302,7 @@ def _cached_test(
     fds = FederatedDataset(
         partitioners={"train": 1}, preprocessor=pre, shuffle=False, **kwargs
     )
-    fds = _prepared(fds, spec, source)
+    fds = prepared(fds, spec, source)
     return _to_tensors(fds.load_split("test"), spec)
 
 

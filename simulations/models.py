@@ -33,7 +33,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from simulations.data import DATASETS
+from simulations.dataset_specs import DATASETS
 
 __all__ = ["MODELS", "get_arrays", "get_model", "set_arrays"]
 

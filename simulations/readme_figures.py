@@ -77,7 +77,7 @@ def main_recovery(run: RunResult) -> RunRecovery:
 def render_make_run(path: Path) -> str:
     """The table ``make run`` prints for the committed run at ``path``, where
     and when it was measured, and its key figures."""
-    from simulations.results import format_table
+    from simulations.results_table import format_table
 
     run = RunResult.load(path)
     rec = main_recovery(run)

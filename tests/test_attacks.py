@@ -16,7 +16,7 @@ from simulations.attacks import (
     backdoor_success,
     flip_success,
 )
-from simulations.data import DATASETS
+from simulations.dataset_specs import DATASETS
 
 torch.set_num_threads(1)
 

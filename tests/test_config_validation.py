@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from simulations.config import ConfigError, compose, validate
-from simulations.data import check_data
+from simulations.data_source import check_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = "+experiment=smoke"

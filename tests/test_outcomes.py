@@ -19,7 +19,8 @@ from simulations.outcome import (
     method_outcome,
     not_done,
 )
-from simulations.results import RoundLog, finish_run, format_table
+from simulations.results import RoundLog, finish_run
+from simulations.results_table import format_table
 from simulations.scenario import Scenario, compose
 from simulations.schema import RunResult
 

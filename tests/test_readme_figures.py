@@ -11,7 +11,7 @@ import pytest
 
 from simulations import readme_figures as rf
 from simulations import report
-from simulations.results import format_table
+from simulations.results_table import format_table
 from simulations.schema import RunResult
 
 BLOCKS = {b.name: b for b in rf.BLOCKS}

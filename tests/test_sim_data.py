@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from simulations import data
-from simulations.data import DATASETS, load_partition, load_test
+from simulations import dataset_specs
+from simulations.data import load_partition, load_test
+from simulations.dataset_specs import DATASETS
 
 torch.set_num_threads(1)
 
@@ -31,7 +32,7 @@ def data_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
         pytest.fail(
             f"Fashion-MNIST parquet files missing: {missing}. Set FEDUP_DATA_DIR to "
             "the directory holding fashion_mnist/{train,test}.parquet (see "
-            "simulations/data.py)."
+            "simulations/data_source.py)."
         )
     monkeypatch.setenv("FEDUP_DATA_DIR", str(root))
     return root
@@ -182,4 +183,4 @@ def test_unknown_dataset_lists_names() -> None:
     with pytest.raises(ValueError, match=r"cifar10.*fashion_mnist"):
         load_test("svhn")
     with pytest.raises(ValueError, match=r"cifar10.*fashion_mnist"):
-        data.get_spec("svhn")
+        dataset_specs.get_spec("svhn")

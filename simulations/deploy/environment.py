@@ -12,10 +12,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from simulations.data_source import DATA_DIR_ENV
+from simulations.dataset_specs import get_spec
 from simulations.deploy.common import BIN, DATASET, DemoError
 
 SPLITS = ("train.parquet", "test.parquet")
-"""The files :mod:`simulations.data` reads from the dataset's folder."""
+"""The files :mod:`simulations.data_source` reads from the dataset's folder."""
 
 
 def base_env() -> dict[str, str]:
@@ -49,8 +51,6 @@ def check_data_dir(env: Mapping[str, str]) -> Path:
         If ``FEDUP_DATA_DIR`` is unset or a file is missing; the message says
         how to set it.
     """
-    from simulations.data import DATA_DIR_ENV, get_spec  # imports torch: lazily
-
     name = get_spec(DATASET).dir_name
     how = (
         f"set it to the folder holding {name}/train.parquet and "
