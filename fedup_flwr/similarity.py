@@ -160,9 +160,7 @@ def weights_similarity(
         Mean pairwise cosine of the last array with ``ndim >= 2``, flattened.
     """
     _check_models(models)
-    idx = _last_kernel_index(models[0])
-    rows = np.stack([np.asarray(m[idx], dtype=np.float64).reshape(-1) for m in models])
-    return _mean_upper(_gram(_finite_rows(rows, f"array {idx}")))
+    return _last_kernel_cosine(models, None, "array {}")
 
 
 def last_layer_update_similarity(
@@ -185,12 +183,7 @@ def last_layer_update_similarity(
     """
     _check_models(models)
     start = _require_global(models, global_model, "last_layer_updates")
-    idx = _last_kernel_index(models[0])
-    base = np.asarray(start[idx], dtype=np.float64).reshape(-1)
-    rows = np.stack(
-        [np.asarray(m[idx], dtype=np.float64).reshape(-1) - base for m in models]
-    )
-    return _mean_upper(_gram(_finite_rows(rows, f"the update of array {idx}")))
+    return _last_kernel_cosine(models, start, "the update of array {}")
 
 
 def model_update_similarity(
@@ -262,6 +255,17 @@ def kernel_update_similarity(
             "the model has no array with ndim >= 2; use the 'model_updates' similarity"
         )
     return _mean_upper(_update_gram(models, start, chosen))
+
+
+def _last_kernel_cosine(
+    models: Sequence[Model], start: Model | None, what: str
+) -> float:
+    """Mean pairwise cosine of the last kernel, minus ``start``'s when given."""
+    idx = _last_kernel_index(models[0])
+    rows = np.stack([np.asarray(m[idx], dtype=np.float64).reshape(-1) for m in models])
+    if start is not None:
+        rows -= np.asarray(start[idx], dtype=np.float64).reshape(-1)
+    return _mean_upper(_gram(_finite_rows(rows, what.format(idx))))
 
 
 def _update_gram(
