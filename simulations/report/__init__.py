@@ -10,8 +10,9 @@
   (:mod:`~simulations.report.paper`), Tables II-IV
   (:mod:`~simulations.report.attack_tables`), Tables V-VII
   (:mod:`~simulations.report.tables`), figures
-  (:mod:`~simulations.report.figures`), the similarity and backdoor P-sweep
-  sections (:mod:`~simulations.report.pruning`), the other sections
+  (:mod:`~simulations.report.figures`), the similarity section
+  (:mod:`~simulations.report.pruning`), the pruning-rate sweeps across seeds
+  (:mod:`~simulations.report.rate_sweeps`), the other sections
   (:mod:`~simulations.report.sections`) and the document
   (:mod:`~simulations.report.document`).
 """

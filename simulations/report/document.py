@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simulations.report import pruning, sections
+from simulations.report import pruning, rate_sweeps, sections
 from simulations.report.attack_tables import (
     ROBUST_DEFINITIONS,
     attack_table,
@@ -76,8 +76,8 @@ def build_report(runs: Runs, *, figures: bool = True) -> str:
     out += [note("sweep")]
     out += ["## Similarity and the adaptive pruning rate (issue 11)", ""]
     out += [*pruning.similarity_section(runs, figures), ""]
-    out += ["## Backdoor pruning-rate sweeps (issue 11)", ""]
-    out += [*pruning.backdoor_sweeps(runs), "", note("backdoor_sweeps")]
+    out += ["## Pruning-rate sweeps across seeds (issue 11)", ""]
+    out += [*rate_sweeps.rate_sweeps(runs), "", note("rate_sweeps")]
     out += ["## End to end with real detectors (issue 5)", ""]
     out += [*sections.end_to_end(runs), "", note("end_to_end")]
     out += ["## Detector quality (issue 5)", ""]

@@ -1,15 +1,15 @@
 """The report's pruning-rate sections (issue 11): the similarity measurement
-and the backdoor pruning-rate sweeps.
+and what the pruning-rate sweeps need from a run.
 
 - :func:`similarity_section`: the benign clients' similarity at the
   unlearning round under each measure and the P it gives, from the raw files
   of :mod:`simulations.similarity.run` (``results/similarity/``), with the
   tables and figures of :mod:`simulations.similarity.table` and the findings
   of ``docs/notes/similarity.md``;
-- :func:`backdoor_sweeps`: one table per ``sweep-bd-<split>-<n>-<m>`` run
-  (fixed P, the adaptive rate and natural forgetting from one trained model),
-  B taken from the committed Table IV run of the same setting and seed when
-  the sweep did not retrain.
+- :func:`is_adaptive` and :func:`baseline_source`, which the sweeps across
+  seeds (:mod:`~simulations.report.rate_sweeps`) read: whether a method's P
+  came from Eq. 4-5, and B taken from the committed Table IV run of the same
+  setting and seed when a backdoor sweep did not retrain.
 """
 
 from __future__ import annotations
@@ -17,16 +17,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from simulations.methods import parse_method
 from simulations.report.assess import assess
-from simulations.report.cells import header, pct, reach_cell, row
-from simulations.report.recovery import MAL_MARGIN, reach
+from simulations.report.cells import pct
 from simulations.report.runs import FIGURES_DIR, NOTES_DIR, Runs
 from simulations.schema import MethodResult
 
 BD_SWEEP_PREFIX = "sweep-bd-"
 B_PREFIX = "t4-"  # sweep-bd-<rest> takes B from t4-<rest> (Table IV's runs)
-PICKED_ROUNDS = (0, 1, 3, 10)
 SIMILARITY_NOTE = NOTES_DIR / "similarity.md"
 # The parts of the similarity note the report quotes: its result paragraph
 # and its "Reading" section (the note's own tables are what this section
@@ -102,7 +99,7 @@ def similarity_section(runs: Runs, figures: bool) -> list[str]:
     ]
 
 
-# ------------------------------------------------------- backdoor P sweeps
+# --------------------------------------------------------- P sweeps' runs
 def is_adaptive(method: MethodResult) -> bool | None:
     """Whether ``method``'s P came from Eq. 4-5.
 
@@ -127,30 +124,6 @@ def is_adaptive(method: MethodResult) -> bool | None:
         sim_max=hi if m.sim_max is None else m.sim_max,
     )  # fmt: skip
     return math.isclose(m.pruning_rate, want, rel_tol=1e-9, abs_tol=1e-12)
-
-
-def method_label(name: str, method: MethodResult) -> str:
-    """What a method of a P sweep did, in words."""
-    parsed = parse_method(name)
-    if parsed.kind != "fedup":
-        return f"{name} (exclusion only)" if name == "natural" else name
-    if parsed.rate is not None:
-        return f"{name} (fixed P)"
-    measure = method.similarity_measure or "weights"
-    adaptive = is_adaptive(method)
-    if adaptive and method.adaptive is None and name == "fedup":
-        return f"fedup (adaptive, `{measure}`: the default before issue 11)"
-    if adaptive:
-        return f"{name} (adaptive, `{measure}`)"
-    return f"{name} (fixed P)" if adaptive is False else name
-
-
-def backdoor_sweep_names(runs: Runs) -> list[str]:
-    """The ``sweep-bd-*`` runs, IID first."""
-    return sorted(
-        (n for n in runs if n.startswith(BD_SWEEP_PREFIX)),
-        key=lambda n: ("dirichlet" in n, n),
-    )
 
 
 def baseline_source(runs: Runs, name: str) -> tuple[float | None, str]:
@@ -182,55 +155,3 @@ def baseline_source(runs: Runs, name: str) -> tuple[float | None, str]:
         f"B from `{ref}` (same setting and seed; this run did not retrain): "
         f"malicious accuracy {pct(value)}%"
     )
-
-
-def _at(curve: list[float], k: int) -> str:
-    return pct(curve[k]) if k < len(curve) else "–"
-
-
-def backdoor_sweep_table(runs: Runs, name: str) -> list[str]:
-    """One sweep run: per method P, the pruned model's accuracy, accuracies
-    after 1, 3 and 10 rounds, R_rec and the rounds to B's malicious accuracy."""
-    run = runs[name]
-    base_mal, source = baseline_source(runs, name)
-    recovery = assess(runs, name).methods
-    lines = [
-        f"`{name}`: {run.dataset} {run.model}, {run.attack}, {run.partition} "
-        f"{run.num_clients} ({run.num_malicious}), seed {run.seed}, one trained "
-        f"model; before unlearning: test {pct(run.test_acc_before)}%, malicious "
-        f"{pct(run.mal_acc_before)}%. {source}.",
-        "",
-        *header(
-            "method", "P", "test acc. after 0 (pruned) / 1 / 3 / 10",
-            "malicious acc. after 0 / 1 / 3 / 10", "R_rec (first / stays)",
-            f"mal. within {100 * MAL_MARGIN:.0f} pts of B (first / stays)",
-        ),
-    ]  # fmt: skip
-    methods = [(m, r) for m, r in run.methods.items() if m != "retrain"]
-    methods.sort(key=lambda item: (item[1].pruning_rate or 0.0, item[0]))
-    for m, res in methods:
-        to_b = "–"
-        if base_mal is not None:
-            flags = [mal <= base_mal + MAL_MARGIN for mal in res.mal_acc_curve]
-            to_b = reach_cell(reach(flags))
-        rate = res.pruning_rate
-        lines.append(row(
-            method_label(m, res),
-            "–" if rate is None else f"{rate:.3f}",
-            " / ".join(_at(res.test_acc_curve, k) for k in PICKED_ROUNDS),
-            " / ".join(_at(res.mal_acc_curve, k) for k in PICKED_ROUNDS),
-            reach_cell(recovery[m].r_rec, recovery[m].stopped_early),
-            to_b,
-        ))  # fmt: skip
-    return lines
-
-
-def backdoor_sweeps(runs: Runs) -> list[str]:
-    """Every ``sweep-bd-*`` run's table (``Not run.`` when there is none)."""
-    names = backdoor_sweep_names(runs)
-    if not names:
-        return ["Not run."]
-    out: list[str] = []
-    for name in names:
-        out += [*backdoor_sweep_table(runs, name), ""]
-    return out[:-1]
