@@ -376,3 +376,34 @@ def test_tables_v_to_vii_pool_seeds(tmp_path: Path) -> None:
         "measured, 1 seed (`t7-benign-iid-10`)", "81.0 / 74.0", "90.0 / 50.0",
         "R* 2",
     ]  # fmt: skip
+
+
+def _detection(folder: Path, name: str, settings: dict[str, Any],
+               detectors: dict[str, dict[str, float]]) -> None:  # fmt: skip
+    (folder / name).mkdir()
+    data = {"settings": settings, "detectors": detectors}
+    (folder / name / "detection.json").write_text(json.dumps(data))
+
+
+def test_detector_summary_groups_by_settings_and_shows_every_detector(
+    tmp_path: Path,
+) -> None:
+    base = {"dataset": "cifar10", "attack": "backdoor", "partition": "iid",
+            "alpha": None, "rounds": 15, "num_clients": 10, "num_malicious": 4,
+            "seed": 42}  # fmt: skip
+    # Two seeds of one setting, each with a detector the other lacks.
+    _detection(tmp_path, "a", base, {"x": {"run_f1": 1.0}, "y": {"run_f1": 0.5}})
+    _detection(tmp_path, "b", {**base, "seed": 43}, {"x": {"run_f1": 0.5}})
+    # Named like a label-flip run but a backdoor under Dirichlet(0.5): the
+    # settings decide, not the folder name.
+    _detection(tmp_path, "label_flip-iid", {**base, "partition": "dirichlet",
+               "alpha": 0.5}, {"x": {"run_f1": 0.2}})  # fmt: skip
+    _detection(tmp_path, "c", {**base, "attack": "none", "dataset": "fashion_mnist",
+               "num_malicious": 0}, {"x": {"flagged_round_rate": 0.1}})  # fmt: skip
+    lines = report.detector_summary(tmp_path)
+    assert lines[0] == "|  | runs (F-MNIST / CIFAR) | `x` | `y` |"
+    assert lines[2:] == [
+        "| backdoor, IID, 15 rounds | 0 / 2 | – / 0.75 | – / 0.50 |",
+        "| backdoor, Dir(0.5), 15 rounds | 0 / 1 | – / 0.20 | – / – |",
+        "| no attack, IID, 15 rounds: rounds flagged | 1 / 0 | 0.10 / – | – / – |",
+    ]

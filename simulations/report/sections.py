@@ -3,7 +3,6 @@ DoS, and the runs of the plan not made yet."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -192,38 +191,55 @@ def end_to_end(runs: Runs) -> list[str]:
     return lines
 
 
+ATTACK_ORDER = ("backdoor", "label_flip", "none")
+ATTACK_WORDS = {"backdoor": "backdoor", "label_flip": "label flipping"}
+
+
+def _split(settings: dict[str, Any]) -> tuple[float, str]:
+    """Sort key and label of a run's partition: IID, then Dir(alpha) by
+    decreasing alpha."""
+    if settings["partition"] == "iid":
+        return (0.0, "IID")
+    alpha = float(settings["alpha"])
+    return (1.0 / alpha, f"Dir({alpha:g})")
+
+
 def detector_summary(folder: Path | None = None) -> list[str]:
-    """Mean F1 per attack, split and dataset; FP rate with no attack (README)."""
-    folder = folder or RESULTS_DIR / "detection"
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
-    for path in sorted(folder.glob("*/detection.json")):
-        data = json.loads(path.read_text())
-        name = path.parent.name
-        dataset = "fm" if name.startswith("fashion") else "ci"
-        split = "iid" if "-iid-" in name else "dir"
-        attack = next((a for a in ("label_flip", "backdoor") if a in name), "none")
-        for det, stats in data.get("detectors", {}).items():
-            groups.setdefault((attack, split, dataset, det), []).append(stats)
-    dets = ["last_layer_cluster", "cosine_outlier", "krum_score"]
+    """Per attack, split and number of training rounds: each detector's
+    run-level F1 (its flag set over the whole run), mean over the runs, for
+    Fashion-MNIST / CIFAR-10; with no attack, the share of rounds in which it
+    flagged anyone. Every detector found in the results gets a column."""
+    from simulations import detection
 
-    def cell(attack: str, split: str, key: str, det: str) -> str:
-        values = []
-        for dataset in ("fm", "ci"):
-            stats = groups.get((attack, split, dataset, det), [])
-            vals = [s.get(key) or 0.0 for s in stats]
-            values.append(f"{statistics.mean(vals):.2f}" if vals else "–")
-        return " / ".join(values)
+    results = detection.load_results(folder or RESULTS_DIR / "detection")
+    dets = sorted({d for r in results for d in r["detectors"]})
+    groups: dict[tuple[str, tuple[float, str], int], dict[str, list[Any]]] = {}
+    for r in results:
+        s = r["settings"]
+        key = (s["attack"], _split(s), int(s["rounds"]))
+        groups.setdefault(key, {}).setdefault(s["dataset"], []).append(r)
+    order = sorted(groups, key=lambda k: (ATTACK_ORDER.index(k[0]), k[1], k[2]))
 
-    lines = header("", *(f"`{d}`" for d in dets))
-    rows = [
-        ("label flipping, IID (F-MNIST / CIFAR)", "label_flip", "iid", "f1"),
-        ("label flipping, Dirichlet", "label_flip", "dir", "f1"),
-        ("backdoor, IID", "backdoor", "iid", "f1"),
-        ("backdoor, Dirichlet", "backdoor", "dir", "f1"),
-        ("no attack: FP rate (F-MNIST / CIFAR)", "none", "iid", "fp_rate"),
-    ]
-    for label, attack, split, key in rows:
-        lines.append(row(label, *(cell(attack, split, key, d) for d in dets)))
+    def cell(runs: list[Any], det: str, metric: str) -> str:
+        vals = [r["detectors"][det].get(metric) for r in runs if det in r["detectors"]]
+        vals = [float(v) for v in vals if v is not None]
+        return f"{statistics.mean(vals):.2f}" if vals else "–"
+
+    lines = header("", "runs (F-MNIST / CIFAR)", *(f"`{d}`" for d in dets))
+    for attack, (_, split), n in order:
+        by_data = groups[(attack, (_, split), n)]
+        fm, ci = by_data.get("fashion_mnist", []), by_data.get("cifar10", [])
+        if attack == "none":
+            label, metric = (
+                f"no attack, {split}, {n} rounds: rounds flagged",
+                ("flagged_round_rate"),
+            )
+        else:
+            label, metric = f"{ATTACK_WORDS[attack]}, {split}, {n} rounds", "run_f1"
+        lines.append(row(
+            label, f"{len(fm)} / {len(ci)}",
+            *(f"{cell(fm, d, metric)} / {cell(ci, d, metric)}" for d in dets),
+        ))  # fmt: skip
     return lines
 
 
@@ -240,7 +256,8 @@ def detector_quality() -> list[str]:
         "`results/detection/<run>/detection.json` "
         "(method and discussion: [detectors.md](detectors.md)).",
         "",
-        "Summary (mean F1 over the runs of each group; FP rate with no attack):",
+        "Summary (run-level F1, mean over the runs of each group, Fashion-MNIST / "
+        "CIFAR-10; with no attack, the share of rounds with a flag):",
         "",
         *detector_summary(),
         "",
