@@ -560,3 +560,16 @@ def test_module_docstring_examples() -> None:
         doctest.testmod(m).attempted for m in (cluster_mod, cosine_mod, krum_mod)
     )
     assert total >= 3
+
+
+def test_mad_threshold_on_hand_made_values() -> None:
+    # median 3, |deviations| 2 1 0 1 97 -> median 1 -> MAD 1.4826.
+    values = np.array([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert base_mod.mad_threshold(values, k=2.0) == pytest.approx(3 + 2 * 1.4826)
+    # All equal: MAD 0, so the floors decide.
+    same = np.full(4, 0.5)
+    assert base_mod.mad_threshold(same, k=3.0) == 0.5
+    assert base_mod.mad_threshold(same, k=3.0, floor=0.1) == pytest.approx(0.6)
+    assert base_mod.mad_threshold(same, k=3.0, rel_floor=0.5) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="at least one value"):
+        base_mod.mad_threshold(np.array([]), k=1.0)

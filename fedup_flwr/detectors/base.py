@@ -1,4 +1,5 @@
-"""Rules shared by the built-in detectors: :class:`BaseDetector`.
+"""Rules shared by the built-in detectors: :class:`BaseDetector`, and the
+robust threshold :func:`mad_threshold`.
 
 Every built-in detector
 
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from flwr.common.logger import log
+from numpy.typing import NDArray
 
 from fedup_flwr.detector import Arrays
 from fedup_flwr.detectors.updates import RoundUpdates, last_kernel_index
@@ -198,3 +200,37 @@ class BaseDetector(ABC):
             sorted(capped),
         )
         return capped
+
+
+MAD_SCALE = 1.4826
+"""Makes the median absolute deviation estimate a normal standard deviation."""
+
+
+def mad_threshold(
+    values: NDArray[np.float64], *, k: float, floor: float = 0.0, rel_floor: float = 0.0
+) -> float:
+    """A robust upper threshold: ``median + max(k * MAD, floor, rel_floor * median)``.
+
+    ``MAD = MAD_SCALE * median(|values - median|)``, a standard deviation for
+    normal data that a minority of outliers does not move. The floors keep
+    the threshold above the median when most values are equal (MAD 0).
+
+    Parameters
+    ----------
+    values : NDArray[np.float64]
+        One value per node (at least one).
+    k : float
+        Width in scaled MADs.
+    floor, rel_floor : float (default: 0)
+        Least absolute excess over the median, and least excess relative to it.
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is empty.
+    """
+    if values.size == 0:
+        raise ValueError("mad_threshold needs at least one value")
+    center = float(np.median(values))
+    mad = MAD_SCALE * float(np.median(np.abs(values - center)))
+    return center + max(k * mad, floor, rel_floor * center)

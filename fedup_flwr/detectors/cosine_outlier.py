@@ -18,13 +18,15 @@ import numpy as np
 from flwr.common.logger import log
 from sklearn.metrics.pairwise import cosine_similarity
 
-from fedup_flwr.detectors.base import BaseDetector, RoundUpdates, last_kernel_index
+from fedup_flwr.detectors.base import (
+    BaseDetector,
+    RoundUpdates,
+    last_kernel_index,
+    mad_threshold,
+)
 from fedup_flwr.detectors.registry import register_detector
 
 __all__ = ["CosineOutlierDetector"]
-
-MAD_SCALE = 1.4826
-"""Makes the median absolute deviation estimate a normal standard deviation."""
 
 
 @register_detector("cosine_outlier")
@@ -205,9 +207,7 @@ class CosineOutlierDetector(BaseDetector):
         scores = np.array(
             [1.0 - self._sums[node] / self._counts[node] for node in node_ids]
         )
-        center = float(np.median(scores))
-        mad = MAD_SCALE * float(np.median(np.abs(scores - center)))
-        threshold = center + max(self.k * mad, self.atol)
+        threshold = mad_threshold(scores, k=self.k, floor=self.atol)
         flagged = {
             node
             for node, score in zip(node_ids, scores, strict=True)

@@ -15,13 +15,10 @@ from flwr.common.logger import log
 from numpy.typing import NDArray
 from sklearn.cluster import HDBSCAN
 
-from fedup_flwr.detectors.base import BaseDetector, RoundUpdates
+from fedup_flwr.detectors.base import BaseDetector, RoundUpdates, mad_threshold
 from fedup_flwr.detectors.registry import register_detector
 
 __all__ = ["FlameClusterDetector", "majority_cluster", "outside_majority"]
-
-MAD_SCALE = 1.4826
-"""Makes the median absolute deviation estimate a normal standard deviation."""
 
 
 def majority_cluster(distances: NDArray[np.float64]) -> NDArray[np.bool_]:
@@ -115,9 +112,7 @@ def outside_majority(
         return np.zeros(n), np.zeros(n, dtype=bool), members
     others = members[np.newaxis, :] & ~np.eye(n, dtype=bool)
     to_cluster = np.array([float(np.median(distances[i, others[i]])) for i in range(n)])
-    ref = float(np.median(to_cluster))
-    mad = MAD_SCALE * float(np.median(np.abs(to_cluster - ref)))
-    threshold = ref + max(k * mad, min_gap * ref, 1e-9)
+    threshold = mad_threshold(to_cluster, k=k, floor=1e-9, rel_floor=min_gap)
     scores = to_cluster / threshold
     return scores, ~members & (scores > 1.0), members
 
