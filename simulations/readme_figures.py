@@ -143,6 +143,11 @@ BLOCKS = [
     Block("make-run", MAIN_RESULTS, render_make_run),
     Block("bench", FIGURES_DIR / "bench_unlearning.txt", render_output("make bench")),
     Block("bench-sim", FIGURES_DIR / "bench_sim.txt", render_output("make bench-sim")),
+    Block(
+        "bench-detectors",
+        FIGURES_DIR / "bench_detectors.txt",
+        render_output("python bench/bench_detectors.py"),
+    ),
     Block("detectors", RESULTS_DIR / "detection", render_detectors),
 ]
 
