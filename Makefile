@@ -45,7 +45,8 @@ clean:
 deploy-demo: install
 	$(PY) -m simulations.deploy $(ARGS)
 
-# The paper's tables: every run of the plan without results (resumable), then
+# The paper's tables: every run of the plan not done (missing, or stale: its
+# recorded config differs from the plan; resumable), then
 # docs/results.md rebuilt from results/.
 reproduce: install
 	$(PY) -m simulations.reproduce && $(PY) -m simulations.report

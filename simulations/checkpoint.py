@@ -35,6 +35,19 @@ STEP_LOG = {
     "retrain": ("retrain", "retrain"),
     "online": ("online", "fedup"),
 }
+ONLINE_PREFIX = "online-"  # online-<method>: a comparison's online pass
+
+
+def step_log(step: str) -> tuple[str, str]:
+    """The ``(phase, method)`` a step's rounds are logged under: the named
+    steps of :data:`STEP_LOG`, ``online-<method>`` (a comparison run with the
+    same detector every round), else a one-shot method's ``unlearn`` rows."""
+    if step in STEP_LOG:
+        return STEP_LOG[step]
+    if step.startswith(ONLINE_PREFIX):
+        return ("online", step.removeprefix(ONLINE_PREFIX))
+    return ("unlearn", step)
+
 
 Mapping_ = dict[int, int]
 Rows = list[dict[str, Any]]

@@ -232,6 +232,7 @@ def _check_counts(cfg: DictConfig) -> None:
     recovery = _number(cfg, "rounds.max_recovery", 0, integer=True)
     _number(cfg, "rounds.min_recovery", 0, recovery, integer=True)
     _number(cfg, "rounds.max_retrain", 0, integer=True)
+    _number(cfg, "rounds.retrain_after", 0, integer=True)
 
 
 def _check_training(cfg: DictConfig) -> None:
@@ -353,6 +354,13 @@ def _check_guard(cfg: DictConfig) -> None:
     """Refuse now what FedUP's guard would refuse after all the training."""
     detector = str(cfg.detector.name)
     if is_online(detector):
+        from simulations.online import online_methods
+
+        methods = [str(cfg.unlearning.method), *(cfg.get("compare", []) or [])]
+        try:
+            online_methods(methods)
+        except ValueError as err:
+            raise ConfigError(f"detector={detector}: {err}") from None
         return  # who is flagged is known only at run time
     methods = [str(cfg.unlearning.method), *(cfg.get("compare", []) or [])]
     if not any(parse_method(str(m)).kind in GUARDED for m in methods):

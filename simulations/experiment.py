@@ -9,8 +9,9 @@ One-shot flow (an oracle or ``false_positive`` flags at round T):
    detector flagging, then recovery rounds with the remaining clients until
    test accuracy is back within the tolerance, or ``max_recovery``.
 4. ``retrain`` (baseline B): from the initial model, benign clients only,
-   until it reaches the "before" test accuracy within the tolerance, or
-   ``max_retrain``; R* is the number of rounds it took.
+   until it reaches the "before" test accuracy within the tolerance, then
+   ``rounds.retrain_after`` more rounds (so that B can be read over a window
+   around R*), all within ``max_retrain``; R* is the round it first reached it.
 
 Online flow (a real detector, every round): FedUP trains and unlearns when the
 detector flags; then baseline B.
@@ -19,7 +20,7 @@ detector flags; then baseline B.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from logging import INFO
 from pathlib import Path
 from typing import Any, cast
@@ -41,7 +42,7 @@ from simulations.baselines import (
     RandomPruneFedUP,
     RecordingFedUP,
 )
-from simulations.checkpoint import STEP_LOG, Checkpoint, Restored
+from simulations.checkpoint import Checkpoint, Restored, step_log
 from simulations.evaluation import Evaluator
 from simulations.methods import parse_method
 from simulations.models import get_arrays, get_model
@@ -49,6 +50,39 @@ from simulations.online import run_online
 from simulations.progress import WatchedGrid, event_note, progress_line
 from simulations.results import RoundLog, finish_run
 from simulations.scenario import Scenario
+
+
+def retrain_finished(test_accs: Sequence[float], target: float, after: int) -> bool:
+    """Whether baseline B has run ``after`` rounds past R*.
+
+    R* is the first retrain round whose test accuracy reaches ``target``; it
+    stays the first hit whatever the rounds after it do. Read from every
+    retrain round so far (not from a counter), so that a resumed retrain stops
+    where an uninterrupted one would.
+
+    Parameters
+    ----------
+    test_accs : sequence of float
+        B's test accuracy per retrain round so far (index 0: round 1).
+    target : float
+        The test accuracy R* is the first round to reach.
+    after : int
+        Rounds to run past R* (0: stop at R*).
+
+    Returns
+    -------
+    bool
+        True once R* was reached and ``after`` rounds followed it.
+
+    Raises
+    ------
+    ValueError
+        If ``after`` is negative.
+    """
+    if after < 0:
+        raise ValueError(f"after must be >= 0 (rounds past R*), got {after}")
+    r_star = next((k for k, acc in enumerate(test_accs) if acc >= target), None)
+    return r_star is not None and len(test_accs) - 1 - r_star >= after
 
 
 class _StepDone(Exception):
@@ -107,10 +141,16 @@ class Experiment:
 
     def _retrain(self, grid: Grid, excluded: list[int], target: float) -> None:
         """Baseline B: from the initial model without ``excluded``, until
-        test accuracy reaches ``target`` or ``rounds.max_retrain``."""
+        ``rounds.retrain_after`` rounds past the first round whose test
+        accuracy reaches ``target`` (R*), or ``rounds.max_retrain`` rounds."""
         rounds = int(self.cfg.rounds.max_retrain)
         if rounds <= 0:
             return
+        after = int(self.cfg.rounds.get("retrain_after", 0) or 0)
+
+        def stop(_: dict[str, float]) -> bool:
+            rows = self.log.select("retrain", "retrain")
+            return retrain_finished([r["test_acc"] for r in rows], target, after)
 
         def build() -> FedUP:
             retrain = self._strategy()
@@ -123,7 +163,7 @@ class Experiment:
             grid,
             lambda: self.initial,
             rounds,
-            stop=lambda m: m["test_acc"] >= target,
+            stop=stop,
         )
 
     def _strategy(self, **kwargs: Any) -> FedUP:
@@ -187,7 +227,7 @@ class Experiment:
         """Run a step's rounds in one ``start``; the evaluation hook logs each
         round, checkpoints it, and ends the step early once ``stop`` holds.
         ``of``: the phase's last round in the progress lines (None: the step's)."""
-        phase, method = STEP_LOG[step] if step in STEP_LOG else ("unlearn", step)
+        phase, method = step_log(step)
         first = strategy.next_round
         progress = self.checkpoint.resume_step(step, self._node_of)
         if progress is not None:

@@ -17,6 +17,8 @@ from flwr.serverapp import Grid
 from numpy.typing import NDArray
 
 from fedup_flwr import Detector, FedUP
+from simulations.checkpoint import ONLINE_PREFIX
+from simulations.methods import parse_method
 from simulations.results import finish_run
 
 if TYPE_CHECKING:
@@ -76,10 +78,52 @@ class FlagEveryRound:
         self.flagged = [int(n) for n in state["flagged"]]
 
 
+ONLINE_KINDS = ("fedup", "natural")
+"""Methods FedUP itself runs with a detector every round (natural: P = 0)."""
+
+
+def online_methods(methods: Sequence[str]) -> list[str]:
+    """The methods of an online run: FedUP's kinds, in order.
+
+    ``retrain`` (B) always runs and is not a pass of its own.
+
+    Raises
+    ------
+    ValueError
+        For a method that cannot run with a detector every round (the
+        one-shot baselines: NoT, FedEraser, the ablations, ``none``).
+    """
+    out = []
+    for method in methods:
+        kind = parse_method(method).kind
+        if kind == "retrain":
+            continue
+        if kind not in ONLINE_KINDS:
+            raise ValueError(
+                f"method {method!r} cannot run with a detector every round; "
+                "compare natural or fedup-<P> there (each is a full training "
+                "run with the same detector), or use the oracle for the others"
+            )
+        out.append(method)
+    return out
+
+
+def from_first_unlearning(
+    rows: list[dict[str, Any]], events: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """An online pass's rows from its first unlearning round on (its last row
+    when it never unlearned): round T and the recovery rounds after it."""
+    first = next((e.server_round for e in events if e.status == "unlearned"), None)
+    return rows[first - 1 :] if first else rows[-1:]
+
+
 def run_online(exp: Experiment, grid: Grid, wall: float) -> dict[str, Any]:
     """The online flow of an :class:`~simulations.experiment.Experiment`.
 
-    Detection every round, FedUP fires on detection, then baseline B.
+    Detection every round, FedUP fires on detection; then each comparison
+    (:func:`online_methods`: natural forgetting, FedUP at another P) as its
+    own pass from the initial model with its own copy of the detector; then
+    baseline B. The detection record and "before" are FedUP's.
 
     Parameters
     ----------
@@ -99,15 +143,27 @@ def run_online(exp: Experiment, grid: Grid, wall: float) -> dict[str, Any]:
     malicious = sorted(exp._node_of[p] for p in exp.scenario.malicious_partitions)
     exp._initial()
     total = int(cfg.rounds.train) + int(cfg.rounds.max_recovery)
+    methods = online_methods(exp.scenario.methods)
 
-    def build() -> FedUP:
-        settings = exp.scenario.method_settings("fedup")
-        return FedUP(exp._inner(), detector=exp.scenario.make_detector(), **settings)
+    def label(method: str) -> str:
+        # The main method logs as ("online", "fedup"), as it always has.
+        return "fedup" if method == methods[0] else method
 
-    _, strategy = exp._step("online", build, grid, lambda: exp.initial, total)
-    if strategy is not None:
-        exp.events["fedup"] = list(strategy.events)
-        exp.checkpoint.save_events(exp.events, exp.storage)
+    for method in methods:
+        # Each comparison is its own pass from the initial model (same seeds)
+        # with a fresh copy of the detector.
+        step = "online" if method == methods[0] else ONLINE_PREFIX + method
+
+        def build(method: str = method) -> FedUP:
+            settings = exp.scenario.method_settings(method)
+            return FedUP(
+                exp._inner(), detector=exp.scenario.make_detector(), **settings
+            )
+
+        _, strategy = exp._step(step, build, grid, lambda: exp.initial, total)
+        if strategy is not None:
+            exp.events[label(method)] = list(strategy.events)
+            exp.checkpoint.save_events(exp.events, exp.storage)
     rows = exp.log.select("online", "fedup")
     unlearned = [e for e in exp.events.get("fedup", []) if e.status == "unlearned"]
     first = unlearned[0].server_round if unlearned else None
@@ -135,12 +191,17 @@ def run_online(exp: Experiment, grid: Grid, wall: float) -> dict[str, Any]:
         exp.scenario,
         exp.out_dir,
         exp.log,
-        {"fedup": exp.events.get("fedup", [])},
+        {m: exp.events.get(label(m), []) for m in methods},
         storage=exp.storage,
         unlearning_round=first or int(cfg.rounds.train),
         wall_seconds=time.perf_counter() - wall,
         before=before,
-        method_rows={"fedup": rows[first - 1 :] if first else rows[-1:]},
+        method_rows={
+            m: from_first_unlearning(
+                exp.log.select("online", label(m)), exp.events.get(label(m), [])
+            )
+            for m in methods
+        },
         extra={"detection": detection},
     )
     exp.checkpoint.remove()

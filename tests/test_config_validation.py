@@ -211,3 +211,9 @@ def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
     proc = run(tmp_path, "fraction=0", "verbose=true")
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "ConfigError" in proc.stderr
+
+
+def test_an_online_detector_compares_only_what_fedup_can_run() -> None:
+    check("detector=cosine_outlier", "compare=[natural,fedup-0.05,retrain]")
+    with pytest.raises(ConfigError, match="detector=cosine_outlier: method 'not'"):
+        check("detector=cosine_outlier", "compare=[natural,not]")

@@ -407,3 +407,34 @@ def test_detector_summary_groups_by_settings_and_shows_every_detector(
         "| backdoor, Dir(0.5), 15 rounds | 0 / 1 | – / 0.20 | – / – |",
         "| no attack, IID, 15 rounds: rounds flagged | 1 / 0 | 0.10 / – | – / – |",
     ]
+
+
+def test_runs_not_made_lists_todo_and_stale_runs_with_what_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simulations import reproduce
+    from simulations.report.runs import LoadedRuns
+    from simulations.report.sections import not_run
+
+    planned = [reproduce.Run(f"t9-{p}-10-3", ("rounds.max_recovery=10",))
+               for p in ("iid", "dirichlet")]  # fmt: skip
+    monkeypatch.setattr(reproduce, "plan", lambda: planned)
+    stale = tmp_path / "t9-iid-10-3"
+    stale.mkdir()
+    (stale / "results.json").write_text("{}")
+    (stale / "config.yaml").write_text("rounds:\n  max_recovery: 6\n")
+    lines = not_run(LoadedRuns({}, tmp_path))
+    assert "1 have no results yet and 1 have results from another config" in lines[0]
+    assert lines[2:] == [
+        "- `t9-iid-10-3` (stale): `stale: rounds.max_recovery: 6 → 10`",
+        "- `t9-dirichlet-10-3` (todo): `rounds.max_recovery=10`",
+    ]
+    (stale / "config.yaml").write_text("rounds:\n  max_recovery: 10\n")
+    (tmp_path / "t9-dirichlet-10-3").mkdir()
+    (tmp_path / "t9-dirichlet-10-3" / "results.json").write_text("{}")
+    (tmp_path / "t9-dirichlet-10-3" / "config.yaml").write_text(
+        "rounds:\n  max_recovery: 10\n"
+    )
+    assert not_run(LoadedRuns({}, tmp_path)) == [
+        "Every run of `python -m simulations.reproduce --list` is done."
+    ]

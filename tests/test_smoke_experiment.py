@@ -100,6 +100,9 @@ def test_bad_config_fails_before_ray(tmp_path: Path) -> None:
     [
         # Table V: the detector flags one benign client.
         ("detector=false_positive", "compare=[natural]"),
+        # A real detector every round; natural forgetting as its own pass
+        # with the same detector.
+        ("detector=last_layer_cluster", "detector.from_round=2", "compare=[natural]"),
         # Table VII: no attack, forget one client with FedEraser, NoT and FedUP.
         (
             "attack=none",
@@ -125,6 +128,12 @@ def test_other_scenarios_at_smoke_scale(
         assert results["detection"]["refused"], "the guard never refused"
         assert results["test_acc_after"] > 0.3  # accuracy stays up under the DoS
     if "detector=last_layer_cluster" in overrides:
+        natural, fedup = results["methods"]["natural"], results["methods"]["fedup"]
+        assert natural["pruning_rate"] == 0.0 and natural["test_acc_curve"]
+        assert fedup["test_acc_curve"]
+        rows = list(csv.DictReader((tmp_path / "rounds.csv").open()))
+        online = {r["method"] for r in rows if r["phase"] == "online"}
+        assert online == {"fedup", "natural"}
         detection = results["detection"]
         assert detection["first_unlearning_round"] is None or (
             detection["first_unlearning_round"] >= 2

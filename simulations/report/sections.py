@@ -315,15 +315,27 @@ def attack_strength(runs: Runs) -> list[str]:
 
 
 def not_run(runs: Runs) -> list[str]:
-    """The runs of the reproduction plan that have no results yet."""
-    from simulations.reproduce import plan
+    """The runs of the reproduction plan not done: no results yet (todo), or
+    results whose recorded config differs from the plan's (stale, and how)."""
+    from simulations.reproduce import plan, status
 
-    missing = [r for r in plan() if r.name not in runs]
+    folder = getattr(runs, "folder", None)
+    if folder is None:
+        missing = [(r, "todo", "") for r in plan() if r.name not in runs]
+    else:
+        states = [(r, status(r, Path(folder))) for r in plan()]
+        missing = [(r, st.state, st.why) for r, st in states if st.state != "done"]
     if not missing:
         return ["Every run of `python -m simulations.reproduce --list` is done."]
+    stale = sum(1 for _, state, _ in missing if state == "stale")
     lines = [
-        f"{len(missing)} runs of the plan (`python -m simulations.reproduce --list`) "
-        "have no results yet; `python -m simulations.reproduce` runs them:",
+        f"{len(missing)} runs of the plan (`python -m simulations.reproduce "
+        f"--list`) are not done: {len(missing) - stale} have no results yet and "
+        f"{stale} have results from another config (stale: what differs is "
+        "said); `python -m simulations.reproduce` runs them:",
         "",
     ]
-    return lines + [f"- `{r.name}`: `{' '.join(r.overrides)}`" for r in missing]
+    for r, state, why in missing:
+        detail = f"stale: {why}" if state == "stale" else " ".join(r.overrides)
+        lines.append(f"- `{r.name}` ({state}): `{detail}`")
+    return lines
