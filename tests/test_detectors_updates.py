@@ -129,6 +129,7 @@ def test_last_kernel_index_uses_prunable_arrays() -> None:
     [
         "flame_cluster",
         "cosine_history",
+        "foolsgold",
         "krum_score",
         "cosine_outlier",
         "last_layer_cluster",

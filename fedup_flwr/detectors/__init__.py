@@ -9,6 +9,8 @@ Importing this package registers:
 * ``"flame_cluster"``: :class:`FlameClusterDetector` (after FLAME);
 * ``"cosine_history"``: :class:`CosineHistoryDetector` (after FoolsGold,
   evidence accumulated over rounds);
+* ``"foolsgold"``: :class:`FoolsGoldDetector` (after FoolsGold: a coordinated
+  minority, alike over rounds);
 * ``"oracle"``: :class:`fedup_flwr.detector.OracleDetector`.
 
 Examples
@@ -19,6 +21,7 @@ Examples
 cosine_history
 cosine_outlier
 flame_cluster
+foolsgold
 krum_score
 last_layer_cluster
 oracle
@@ -32,6 +35,7 @@ from fedup_flwr.detectors.base import BaseDetector
 from fedup_flwr.detectors.cosine_history import CosineHistoryDetector
 from fedup_flwr.detectors.cosine_outlier import CosineOutlierDetector
 from fedup_flwr.detectors.flame_cluster import FlameClusterDetector
+from fedup_flwr.detectors.foolsgold import FoolsGoldDetector
 from fedup_flwr.detectors.krum_score import KrumScoreDetector
 from fedup_flwr.detectors.last_layer_cluster import LastLayerClusterDetector
 from fedup_flwr.detectors.registry import (
@@ -47,6 +51,7 @@ __all__ = [
     "CosineHistoryDetector",
     "CosineOutlierDetector",
     "FlameClusterDetector",
+    "FoolsGoldDetector",
     "KrumScoreDetector",
     "LastLayerClusterDetector",
     "RoundUpdates",

@@ -21,7 +21,174 @@ from fedup_flwr.detectors.base import BaseDetector, RoundUpdates
 from fedup_flwr.detectors.flame_cluster import outside_majority
 from fedup_flwr.detectors.registry import register_detector
 
-__all__ = ["CosineHistoryDetector"]
+__all__ = ["CosineHistoryDetector", "PairHistory"]
+
+
+class PairHistory:
+    """Pairwise cosine similarities of the updates, summed over rounds.
+
+    One number per pair of nodes (and one count per pair and per node)
+    instead of FoolsGold's summed update per node (one model copy each):
+    ``sums[i, j]`` is the summed similarity of nodes ``i`` and ``j`` over the
+    ``pair_counts[i, j]`` rounds both replied, ``rounds[i]`` the rounds node
+    ``i`` was scored in. Shared by ``cosine_history`` and ``foolsgold``.
+
+    Attributes
+    ----------
+    nodes : list[int]
+        The nodes seen so far, in order of arrival; row ``i`` of the arrays is
+        ``nodes[i]``.
+    sums : numpy.ndarray
+        ``(m, m)`` summed similarities, float64, symmetric.
+    pair_counts : numpy.ndarray
+        ``(m, m)`` rounds each pair replied together, int64, symmetric.
+    rounds : numpy.ndarray
+        ``(m,)`` rounds each node was scored in, int64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> history = PairHistory()
+    >>> rows = history.add([5, 7], np.array([[1.0, 0.5], [0.5, 1.0]]))
+    >>> rows = history.add([7, 9], np.array([[1.0, -0.2], [-0.2, 1.0]]))
+    >>> history.nodes, history.rounds_seen(7), history.rounds_seen(3)
+    ([5, 7, 9], 2, 0)
+    >>> history.mean(history.rows([5, 7, 9]))
+    array([[ 1. ,  0.5,  nan],
+           [ 0.5,  1. , -0.2],
+           [ nan, -0.2,  1. ]])
+    """
+
+    def __init__(self) -> None:
+        self.nodes: list[int] = []
+        self.sums: NDArray[np.float64] = np.zeros((0, 0))
+        self.pair_counts: NDArray[np.int64] = np.zeros((0, 0), dtype=np.int64)
+        self.rounds: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+
+    def rounds_seen(self, node: int) -> int:
+        """Return the number of rounds in which ``node`` was scored."""
+        try:
+            return int(self.rounds[self.nodes.index(int(node))])
+        except ValueError:
+            return 0
+
+    def rows(self, node_ids: Sequence[int]) -> list[int]:
+        """Return the rows of ``node_ids``, all of which must be known.
+
+        Raises
+        ------
+        ValueError
+            If a node has not been seen.
+        """
+        return [self.nodes.index(int(n)) for n in node_ids]
+
+    def add(self, node_ids: Sequence[int], cosines: NDArray[np.float64]) -> list[int]:
+        """Add one round's similarities; return the rows of ``node_ids``.
+
+        Parameters
+        ----------
+        node_ids : Sequence[int]
+            The round's nodes, distinct; unknown ones are appended.
+        cosines : numpy.ndarray
+            ``(n, n)`` similarities, row ``i`` for ``node_ids[i]``.
+
+        Returns
+        -------
+        list[int]
+            The rows of ``node_ids`` in the accumulated arrays.
+        """
+        rows = self._grow(node_ids)
+        block = np.ix_(rows, rows)
+        self.sums[block] += cosines
+        self.pair_counts[block] += 1
+        self.rounds[rows] += 1
+        return rows
+
+    def mean(self, rows: Sequence[int]) -> NDArray[np.float64]:
+        """Return the mean similarities among ``rows`` (NaN for pairs never seen)."""
+        block = np.ix_(rows, rows)
+        counts = self.pair_counts[block]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(counts > 0, self.sums[block] / counts, np.nan)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the accumulated pairwise similarities and counts.
+
+        Returns
+        -------
+        dict[str, Any]
+            ``{"nodes": [...], "sums": [[...]], "pair_counts": [[...]],
+            "rounds": [...]}``: plain ints and floats (JSON-friendly);
+            ``sums[i][j]`` is the summed similarity of ``nodes[i]`` and
+            ``nodes[j]`` over the ``pair_counts[i][j]`` rounds both replied.
+        """
+        return {
+            "nodes": list(self.nodes),
+            "sums": self.sums.tolist(),
+            "pair_counts": self.pair_counts.tolist(),
+            "rounds": self.rounds.tolist(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state saved by :meth:`state_dict` (unchanged on error).
+
+        Parameters
+        ----------
+        state : Mapping[str, Any]
+            The saved state; an empty mapping resets the accumulation.
+
+        Raises
+        ------
+        ValueError
+            If node ids repeat, shapes disagree, counts are negative or
+            asymmetric, a pair count exceeds a node's rounds, or a sum is
+            not finite or exceeds its count in magnitude.
+        """
+        nodes = [int(n) for n in state.get("nodes", [])]
+        size = len(nodes)
+        flat_sums = np.asarray(state.get("sums", []), dtype=np.float64).ravel()
+        flat_counts = np.asarray(state.get("pair_counts", []), dtype=np.int64).ravel()
+        rounds = np.asarray(state.get("rounds", []), dtype=np.int64).reshape(-1)
+        if len(set(nodes)) != size:
+            raise ValueError(f"state nodes repeat: {nodes}")
+        if flat_sums.size != size * size or flat_counts.size != size * size:
+            raise ValueError(
+                f"state sums and pair_counts must be {size} x {size} for "
+                f"{size} nodes, got {flat_sums.size} and {flat_counts.size} entries"
+            )
+        if rounds.size != size:
+            raise ValueError(f"state rounds has {rounds.size} entries, not {size}")
+        sums = flat_sums.reshape(size, size)
+        counts = flat_counts.reshape(size, size)
+        if (counts < 0).any() or (rounds < 0).any():
+            raise ValueError("state counts must be >= 0")
+        if not np.isfinite(sums).all():
+            raise ValueError("state sums must be finite")
+        if not (np.array_equal(counts, counts.T) and np.allclose(sums, sums.T)):
+            raise ValueError("state sums and pair_counts must be symmetric")
+        if size and (counts > np.minimum.outer(rounds, rounds)).any():
+            raise ValueError("a pair count exceeds the rounds of one of its nodes")
+        if (np.abs(sums) > counts + 1e-9).any():
+            raise ValueError("state sums must be at most their counts in magnitude")
+        self.nodes = nodes
+        self.sums = sums
+        self.pair_counts = counts
+        self.rounds = rounds
+
+    def _grow(self, node_ids: Sequence[int]) -> list[int]:
+        """Add unknown nodes to the state; return the rows of ``node_ids``."""
+        new = [int(n) for n in node_ids if int(n) not in self.nodes]
+        if new:
+            size = len(self.nodes) + len(new)
+            sums = np.zeros((size, size))
+            counts = np.zeros((size, size), dtype=np.int64)
+            old = len(self.nodes)
+            sums[:old, :old] = self.sums
+            counts[:old, :old] = self.pair_counts
+            self.sums, self.pair_counts = sums, counts
+            self.rounds = np.concatenate([self.rounds, np.zeros(len(new), np.int64)])
+            self.nodes.extend(new)
+        return self.rows(node_ids)
 
 
 @register_detector("cosine_history")
@@ -121,10 +288,7 @@ class CosineHistoryDetector(BaseDetector):
         self.k = k
         self.min_gap = min_gap
         self.min_rounds = int(min_rounds)
-        self._nodes: list[int] = []
-        self._sums: NDArray[np.float64] = np.zeros((0, 0))
-        self._pair_counts: NDArray[np.int64] = np.zeros((0, 0), dtype=np.int64)
-        self._rounds: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._history = PairHistory()
 
     def __repr__(self) -> str:
         return (
@@ -135,10 +299,7 @@ class CosineHistoryDetector(BaseDetector):
 
     def rounds_seen(self, node: int) -> int:
         """Return the number of rounds in which ``node`` was scored."""
-        try:
-            return int(self._rounds[self._nodes.index(int(node))])
-        except ValueError:
-            return 0
+        return self._history.rounds_seen(node)
 
     def state_dict(self) -> dict[str, Any]:
         """Return the accumulated pairwise similarities and counts.
@@ -146,17 +307,11 @@ class CosineHistoryDetector(BaseDetector):
         Returns
         -------
         dict[str, Any]
-            ``{"nodes": [...], "sums": [[...]], "pair_counts": [[...]],
-            "rounds": [...]}``: plain ints and floats (JSON-friendly);
-            ``sums[i][j]`` is the summed similarity of ``nodes[i]`` and
-            ``nodes[j]`` over the ``pair_counts[i][j]`` rounds both replied.
+            :meth:`PairHistory.state_dict`: ``{"nodes": [...], "sums":
+            [[...]], "pair_counts": [[...]], "rounds": [...]}``, plain ints
+            and floats (JSON-friendly).
         """
-        return {
-            "nodes": list(self._nodes),
-            "sums": self._sums.tolist(),
-            "pair_counts": self._pair_counts.tolist(),
-            "rounds": self._rounds.tolist(),
-        }
+        return self._history.state_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state saved by :meth:`state_dict`.
@@ -169,47 +324,19 @@ class CosineHistoryDetector(BaseDetector):
         Raises
         ------
         ValueError
-            If node ids repeat, shapes disagree, counts are negative or
-            asymmetric, a pair count exceeds a node's rounds, or a sum is
-            not finite or exceeds its count in magnitude.
+            If the state is inconsistent (see
+            :meth:`PairHistory.load_state_dict`); the detector is then
+            unchanged.
         """
-        nodes = [int(n) for n in state.get("nodes", [])]
-        size = len(nodes)
-        flat_sums = np.asarray(state.get("sums", []), dtype=np.float64).ravel()
-        flat_counts = np.asarray(state.get("pair_counts", []), dtype=np.int64).ravel()
-        rounds = np.asarray(state.get("rounds", []), dtype=np.int64).reshape(-1)
-        if len(set(nodes)) != size:
-            raise ValueError(f"state nodes repeat: {nodes}")
-        if flat_sums.size != size * size or flat_counts.size != size * size:
-            raise ValueError(
-                f"state sums and pair_counts must be {size} x {size} for "
-                f"{size} nodes, got {flat_sums.size} and {flat_counts.size} entries"
-            )
-        if rounds.size != size:
-            raise ValueError(f"state rounds has {rounds.size} entries, not {size}")
-        sums = flat_sums.reshape(size, size)
-        counts = flat_counts.reshape(size, size)
-        if (counts < 0).any() or (rounds < 0).any():
-            raise ValueError("state counts must be >= 0")
-        if not np.isfinite(sums).all():
-            raise ValueError("state sums must be finite")
-        if not (np.array_equal(counts, counts.T) and np.allclose(sums, sums.T)):
-            raise ValueError("state sums and pair_counts must be symmetric")
-        if size and (counts > np.minimum.outer(rounds, rounds)).any():
-            raise ValueError("a pair count exceeds the rounds of one of its nodes")
-        if (np.abs(sums) > counts + 1e-9).any():
-            raise ValueError("state sums must be at most their counts in magnitude")
-        self._nodes = nodes
-        self._sums = sums
-        self._pair_counts = counts
-        self._rounds = rounds
+        self._history.load_state_dict(state)
 
     def _fallback_scores(self, node_ids: Sequence[int]) -> dict[int, float]:
-        known = [n for n in node_ids if n in self._nodes]
+        history = self._history
+        known = [n for n in node_ids if n in history.nodes]
         scores = dict.fromkeys(node_ids, 0.0)
         if len(known) >= 2:
-            rows = [self._nodes.index(n) for n in known]
-            if (self._pair_counts[np.ix_(rows, rows)] > 0).all():
+            rows = history.rows(known)
+            if (history.pair_counts[np.ix_(rows, rows)] > 0).all():
                 values, _ = self._test(rows)
                 scores.update(zip(known, (float(v) for v in values), strict=True))
         return scores
@@ -218,40 +345,18 @@ class CosineHistoryDetector(BaseDetector):
         self, rows: Sequence[int]
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         """FLAME's test on the accumulated distances of ``rows`` (pairs seen)."""
-        block = np.ix_(rows, rows)
-        mean = self._sums[block] / self._pair_counts[block]
-        distances = np.clip(1.0 - mean, 0.0, 2.0)
+        distances = np.clip(1.0 - self._history.mean(rows), 0.0, 2.0)
         np.fill_diagonal(distances, 0.0)
         scores, outside, _ = outside_majority(distances, k=self.k, min_gap=self.min_gap)
         return scores, outside
-
-    def _grow(self, node_ids: Sequence[int]) -> list[int]:
-        """Add unknown nodes to the state; return the rows of ``node_ids``."""
-        new = [n for n in node_ids if n not in self._nodes]
-        if new:
-            size = len(self._nodes) + len(new)
-            sums = np.zeros((size, size))
-            counts = np.zeros((size, size), dtype=np.int64)
-            old = len(self._nodes)
-            sums[:old, :old] = self._sums
-            counts[:old, :old] = self._pair_counts
-            self._sums, self._pair_counts = sums, counts
-            self._rounds = np.concatenate([self._rounds, np.zeros(len(new), np.int64)])
-            self._nodes.extend(new)
-        return [self._nodes.index(n) for n in node_ids]
 
     def _score_and_flag(
         self, server_round: int, updates: RoundUpdates
     ) -> tuple[dict[int, float], set[int]]:
         node_ids = updates.node_ids
-        cosines = updates.cosine_similarities()
-        rows = self._grow(node_ids)
-        block = np.ix_(rows, rows)
-        self._sums[block] += cosines
-        self._pair_counts[block] += 1
-        self._rounds[rows] += 1
+        rows = self._history.add(node_ids, updates.cosine_similarities())
         scores, outside = self._test(rows)
-        ready = self._rounds[rows] >= self.min_rounds
+        ready = self._history.rounds[rows] >= self.min_rounds
         flagged = {node_ids[i] for i in np.flatnonzero(outside & ready)}
         return (
             {node: float(v) for node, v in zip(node_ids, scores, strict=True)},
