@@ -22,7 +22,8 @@ What every run of the plan has (:func:`plan`):
 Names: ``<table>-<partition>-<clients>-<malicious>[-<variant>]-s<seed>``. Seed
 42 drops the ``-s42`` (those are the names the runs had before seeds were
 added, e.g. ``t4-iid-10-4`` is seed 42, ``t4-iid-10-4-s1`` seed 1), except in
-Table III (``t3-``), whose runs carried ``-s42`` from the start. The report
+Table III (``t3-``) and the label-flipping rate sweeps (``sweep-lf-``), whose
+runs carried ``-s42`` from the start. The report
 groups a setting's seeds by dropping a trailing ``-s<seed>``.
 
 Order: seed by seed (every run of seed 42 before any of seed 1); within a
@@ -132,8 +133,11 @@ BENIGN = (
 SWEEP = (
     "compare=[natural,fedup-0.01,fedup-0.05,fedup-0.1,fedup-0.15,fedup-0.2,fedup-0.3]",
 )
-SUFFIX_42 = ("t3",)
-"""Tables whose seed-42 runs are named with ``-s42``."""
+# Issue 11's pruning-rate sweeps: one trained model, then natural
+# forgetting, fixed P and the old adaptive default (the `weights` similarity).
+RATE_SWEEP = ("compare=[natural,fedup-0.01,fedup-0.05,fedup-0.1,fedup-adaptive]",)
+SUFFIX_42 = ("t3-", "sweep-lf-")
+"""Name prefixes whose seed-42 runs are named with ``-s42``."""
 _MAIN, _SINGLE, _OTHER = 0, 1, 2  # tiers within a seed (see the docstring)
 
 
@@ -215,8 +219,7 @@ def finish(overrides: Iterable[str], seed: int, window: int) -> tuple[str, ...]:
 def run_name(base: str, seed: int) -> str:
     """``base`` with its seed: ``-s<seed>``, none for seed 42 outside
     :data:`SUFFIX_42` (see the module docstring)."""
-    table = base.split("-", 1)[0]
-    return base if seed == 42 and table not in SUFFIX_42 else f"{base}-s{seed}"
+    return base if seed == 42 and not base.startswith(SUFFIX_42) else f"{base}-s{seed}"
 
 
 def _mix(clients: int, malicious: int) -> tuple[str, ...]:
@@ -249,6 +252,18 @@ def _settings() -> list[tuple[int, str, tuple[str, ...], tuple[int, ...]]]:
             fp = CIFAR_BD + mix + where + FALSE_POSITIVE
             out.append((t, f"t5-{ends}-fp", fp, SEEDS))
     out.append((_MAIN, "t7-benign-iid-10", BENIGN + _mix(10, 1) + _part("iid"), SEEDS))
+    for p in PARTITIONS:
+        where = _part(p)
+        out.append((_MAIN, f"sweep-bd-{p}-10-4",
+                    CIFAR_BD + _mix(10, 4) + where + RATE_SWEEP, SEEDS))  # fmt: skip
+        for data, base in (("fmnist", FMNIST_LF), ("cifar10", CIFAR_LF)):
+            out.append((_MAIN, f"sweep-lf-{data}-{p}-10-3",
+                        base + _mix(10, 3) + where + RATE_SWEEP, SEEDS))  # fmt: skip
+        # Table IV with all of CIFAR-10 (R* defined, the attack at full
+        # strength): one seed, about 30 s a round here.
+        out.append((_SINGLE, f"t4full-{p}-10-4",
+                    CIFAR_BD + _mix(10, 4) + where + ("fraction=1.0",) + WITH_NOT,
+                    (42,)))  # fmt: skip
     fmnist_main = FMNIST_LF + _mix(10, 3) + _part("iid")
     out.append((_MAIN, "sweep-p-iid-10-3", fmnist_main + SWEEP, SEEDS))
     for p in PARTITIONS:

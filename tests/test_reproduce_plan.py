@@ -84,7 +84,7 @@ def test_names_are_unique_and_carry_their_seed(runs: list[Run]) -> None:
     assert len(names) == len(set(names))
     for r in runs:
         seed = _int(r, "seed")
-        if seed == 42 and not r.name.startswith("t3-"):
+        if seed == 42 and not r.name.startswith(("t3-", "sweep-lf-")):
             assert not r.name.endswith("-s42"), r.name
         else:
             assert r.name.endswith(f"-s{seed}"), r.name
@@ -96,6 +96,19 @@ def test_committed_names_stay_seed_42_runs(runs: list[Run]) -> None:
         assert _int(by_name[name], "seed") == 42, name
     assert _int(by_name["t4-iid-10-4-s1"], "seed") == 1
     assert _int(by_name["t5-iid-10-4-fp-s2"], "seed") == 2
+
+
+def test_rate_sweeps_and_full_data_table_iv_are_planned(runs: list[Run]) -> None:
+    by_name = _by_name(runs)
+    for p in PARTITIONS:
+        for name in (f"sweep-bd-{p}-10-4", f"sweep-lf-fmnist-{p}-10-3-s42",
+                     f"sweep-lf-cifar10-{p}-10-3-s2"):  # fmt: skip
+            assert {"natural", "fedup-0.01", "fedup-adaptive"} <= set(
+                _compare(by_name[name])
+            )
+        full = by_name[f"t4full-{p}-10-4"]
+        assert setting(full.overrides, "fraction") == "1.0"
+        assert setting(full.overrides, "attack") == "backdoor"
 
 
 def test_three_seeds_for_every_measured_row(runs: list[Run]) -> None:
@@ -158,7 +171,7 @@ def test_order_is_seed_by_seed_main_mixes_first(runs: list[Run]) -> None:
         "t2-iid-10-3", "t3-iid-10-3-s42", "t2-dirichlet-10-3",
         "t3-dirichlet-10-3-s42", "t4-iid-10-4", "t5-iid-10-4-fp",
         "t4-dirichlet-10-4", "t5-dirichlet-10-4-fp", "t7-benign-iid-10",
-        "sweep-p-iid-10-3",
+        "sweep-bd-iid-10-4",
     ]  # fmt: skip
     seed1 = [r.name for r in runs if r.name.endswith("-s1")]
     assert seed1[0] == "t2-iid-10-3-s1"
