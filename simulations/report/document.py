@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simulations.report import pruning, rate_sweeps, sections
+from simulations.report import e2e_backdoor, pruning, rate_sweeps, sections
 from simulations.report.attack_tables import (
     ROBUST_DEFINITIONS,
     attack_table,
@@ -78,6 +78,8 @@ def build_report(runs: Runs, *, figures: bool = True) -> str:
     out += [*pruning.similarity_section(runs, figures), ""]
     out += ["## Pruning-rate sweeps across seeds (issue 11)", ""]
     out += [*rate_sweeps.rate_sweeps(runs), "", note("rate_sweeps")]
+    out += ["## End to end without an oracle, backdoor (issue 14)", ""]
+    out += [*e2e_backdoor.e2e_backdoor(runs), "", note("e2e_backdoor")]
     out += ["## End to end with real detectors (issue 5)", ""]
     out += [*sections.end_to_end(runs), "", note("end_to_end")]
     out += ["## Detector quality (issue 5)", ""]
