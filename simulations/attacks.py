@@ -1,4 +1,4 @@
-"""Data-poisoning attacks of malicious clients, and their success metrics.
+"""Poisoning attacks of malicious clients, and their success metrics.
 
 Both attacks work on tensors as :mod:`simulations.data` returns them (images
 ``float32`` ``(N, C, H, W)``, normalised; labels ``int64`` ``(N,)``) and never
@@ -6,6 +6,11 @@ modify their inputs, which may be the process-wide cached partitions: they
 return new tensors. Which samples are poisoned is drawn with
 ``numpy.random.default_rng(seed)``, so the same attack on the same data poisons
 the same samples.
+
+:func:`boost_update` is the model-replacement step a malicious client may add
+after training on poisoned data (Bagdasaryan et al., "How to backdoor
+federated learning", AISTATS 2020): it scales its update so that the update
+survives averaging with the benign ones.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ __all__ = [
     "Backdoor",
     "LabelFlip",
     "backdoor_success",
+    "boost_update",
     "flip_success",
 ]
 
@@ -348,6 +354,67 @@ class Backdoor:
         _check_pair(x, y)
         keep = y != self.target
         return self.stamp(x[keep.to(x.device)]), y[keep]
+
+
+def boost_update(
+    local: Sequence[NDArray[Any]], global_: Sequence[NDArray[Any]], factor: float
+) -> list[NDArray[Any]]:
+    """Scale an update: ``global + factor * (local - global)`` (model replacement).
+
+    With ``factor = N / M`` (``N`` clients averaged, ``M`` of them malicious),
+    the malicious updates survive FedAvg's averaging at their full size.
+
+    Parameters
+    ----------
+    local : Sequence[numpy.ndarray]
+        The arrays after local training (:func:`simulations.models.get_arrays`).
+    global_ : Sequence[numpy.ndarray]
+        The global arrays the round started from, same shapes and order.
+    factor : float
+        The boost, finite and ``>= 1``; ``1`` sends ``local`` as it is.
+
+    Returns
+    -------
+    list[numpy.ndarray]
+        One array per entry: floating arrays boosted (computed in at least
+        float64, returned in the ``local`` array's dtype); the others (integer
+        or boolean, e.g. BatchNorm's ``num_batches_tracked``) and every array
+        when ``factor`` is 1 are the ``local`` objects themselves.
+
+    Raises
+    ------
+    ValueError
+        For a factor below 1, infinite or NaN, or arrays whose number or
+        shapes differ.
+
+    Examples
+    --------
+    >>> boost_update([np.array([2.0])], [np.array([1.0])], 2.5)
+    [array([3.5])]
+    """
+    factor = float(factor)
+    if not (math.isfinite(factor) and factor >= 1.0):
+        raise ValueError(f"the boost must be a finite number >= 1, got {factor}")
+    if len(local) != len(global_):
+        raise ValueError(
+            f"got {len(local)} local arrays but {len(global_)} global arrays"
+        )
+    out: list[NDArray[Any]] = []
+    for i, (mine, start) in enumerate(zip(local, global_)):
+        if np.shape(mine) != np.shape(start):
+            raise ValueError(
+                f"array {i}: local shape {np.shape(mine)} differs from the "
+                f"global shape {np.shape(start)}"
+            )
+        if factor == 1.0 or not np.issubdtype(np.asarray(mine).dtype, np.floating):
+            out.append(mine)  # counters and flags are not part of the update
+            continue
+        dtype = np.asarray(mine).dtype
+        work = np.promote_types(dtype, np.float64)
+        base = np.asarray(start, dtype=work)
+        boosted = base + factor * (np.asarray(mine, dtype=work) - base)
+        out.append(boosted.astype(dtype))
+    return out
 
 
 def _as_tensor(values: Labels) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """The ClientApp: local training on a partition, attacking when the harness says so.
 
 Only this app knows whether its partition is malicious (from the scenario
-config); it never tells the server. ``app`` is the component ``flwr run .``
+config); it never tells the server. A malicious client trains on poisoned data
+and, with ``attack.boost`` above 1, scales its update before replying
+(:func:`simulations.attacks.boost_update`). ``app`` is the component ``flwr run .``
 loads; ``make_client_app`` builds the same app for ``python -m simulations.run``.
 """
 
@@ -16,7 +18,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from omegaconf import DictConfig
 
-from simulations.attacks import Backdoor, LabelFlip
+from simulations.attacks import Backdoor, LabelFlip, boost_update
 from simulations.data import ImageDataset, load_partition
 from simulations.models import get_arrays, get_model, set_arrays
 from simulations.scenario import Scenario, compose
@@ -73,7 +75,8 @@ def train_handler(scenario: Scenario, msg: Message, context: Context) -> Message
     pid = int(context.node_config["partition-id"])
     data, malicious = _local_data(scenario, pid)
     model = get_model(cfg.model.name, cfg.dataset.name)
-    set_arrays(model, msg.content.array_records["arrays"].to_numpy_ndarrays())
+    received = msg.content.array_records["arrays"].to_numpy_ndarrays()
+    set_arrays(model, received)
     server_round = int(cast(int, msg.content.config_records["config"]["server-round"]))
     epochs = int(cfg.train.local_epochs)
     if malicious:
@@ -103,9 +106,13 @@ def train_handler(scenario: Scenario, msg: Message, context: Context) -> Message
         device=resolve_device("auto"),
         seed=seed,
     )
+    arrays = get_arrays(model)
+    boost = cfg.attack.get("boost")
+    if malicious and boost is not None:
+        arrays = boost_update(arrays, received, float(boost))
     content = RecordDict(
         {
-            "arrays": ArrayRecord(get_arrays(model)),
+            "arrays": ArrayRecord(arrays),
             "metrics": MetricRecord(
                 {"num-examples": len(data.y), "train-loss": float(result["loss"])}
             ),

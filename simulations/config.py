@@ -19,6 +19,7 @@ and :func:`compose` do it, so a detector registered at import time (e.g. in
 
 from __future__ import annotations
 
+import math
 import shlex
 from pathlib import Path
 
@@ -327,12 +328,20 @@ def _check_attack(cfg: DictConfig) -> None:
     name = cfg.attack.name
     if name not in ATTACKS:
         raise ConfigError(f"unknown attack {name!r}; use one of {list(ATTACKS)}")
+    boost = OmegaConf.select(cfg, "attack.boost")
     if name == "none":
+        if boost is not None and boost != 1:
+            raise ConfigError(
+                f"attack=none has no malicious update to boost; drop "
+                f"attack.boost={boost!r} or choose attack=backdoor or label_flip"
+            )
         return
     for key in ("attack.fraction", "attack.extra_epochs"):
         if OmegaConf.select(cfg, key) is not None:
             integer = key.endswith("epochs")
             _number(cfg, key, 0, None if integer else 1, integer=integer)
+    if boost is not None:
+        _check_boost(cfg, boost)
     try:
         if name == "backdoor":
             attack = backdoor(cfg)
@@ -348,6 +357,28 @@ def _check_attack(cfg: DictConfig) -> None:
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(f"attack={name}: {err}") from err
+
+
+def _check_boost(cfg: DictConfig, boost: object) -> None:
+    """``attack.boost``: a finite number >= 1 (an explicit one: no ``"auto"``)."""
+    if (
+        isinstance(boost, (int, float))
+        and not isinstance(boost, bool)
+        and math.isfinite(boost)
+        and boost >= 1
+    ):
+        return
+    clients, malicious = int(cfg.num_clients), int(cfg.num_malicious)
+    hint = (
+        f" (model replacement's N/M is {clients / malicious:g} here)"
+        if malicious
+        else ""
+    )
+    raise ConfigError(
+        f"attack.boost must be a finite number >= 1 (1: no boosting; a "
+        f"malicious client replies global + boost * (local - global)), got "
+        f"{boost!r}; give the factor itself{hint}"
+    )
 
 
 def _check_guard(cfg: DictConfig) -> None:

@@ -1,8 +1,9 @@
-"""simulations.attacks: label flipping and backdoor triggers."""
+"""simulations.attacks: label flipping, backdoor triggers and boosted updates."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,8 +15,10 @@ from simulations.attacks import (
     Backdoor,
     LabelFlip,
     backdoor_success,
+    boost_update,
     flip_success,
 )
+from simulations.config import ConfigError, compose, validate
 from simulations.dataset_specs import DATASETS
 
 torch.set_num_threads(1)
@@ -187,3 +190,137 @@ def test_success_metrics() -> None:
     assert backdoor_success(torch.tensor([0, 0, 1, 2]), target=0) == 0.5
     assert backdoor_success(np.array([0, 0]), target=0) == 1.0
     assert math.isnan(backdoor_success(torch.tensor([], dtype=torch.long), 0))
+
+
+# ---------------------------------------------------------------- boosting
+def test_boost_update_scales_floating_arrays_and_keeps_dtypes() -> None:
+    global_ = [np.array([1.0, 0.0], dtype=np.float32), np.array([[2.0]])]
+    local = [np.array([2.0, -1.0], dtype=np.float32), np.array([[1.0]])]
+    out = boost_update(local, global_, 2.5)
+    # 1 + 2.5 * (2 - 1) = 3.5; 0 + 2.5 * (-1 - 0) = -2.5; 2 + 2.5 * (1 - 2) = -0.5
+    np.testing.assert_array_equal(out[0], [3.5, -2.5])
+    np.testing.assert_array_equal(out[1], [[-0.5]])
+    assert out[0].dtype == np.float32 and out[1].dtype == np.float64
+    # The inputs are not modified.
+    np.testing.assert_array_equal(local[0], [2.0, -1.0])
+
+
+def test_boost_update_leaves_integer_and_boolean_arrays() -> None:
+    tracked = np.array(7, dtype=np.int64)  # BatchNorm's num_batches_tracked
+    flags = np.array([True, False])
+    out = boost_update(
+        [np.array([2.0]), tracked, flags],
+        [np.array([1.0]), np.array(5, dtype=np.int64), np.array([False, False])],
+        3.0,
+    )
+    np.testing.assert_array_equal(out[0], [4.0])
+    assert out[1] is tracked and out[2] is flags
+
+
+def test_boost_update_of_one_returns_the_local_arrays() -> None:
+    local: list[np.ndarray] = [
+        np.array([2.0], dtype=np.float32),
+        np.array(3, dtype=np.int64),
+    ]
+    out = boost_update(local, [np.array([1.0], dtype=np.float32), np.array(0)], 1)
+    assert len(out) == 2 and all(a is b for a, b in zip(out, local))
+
+
+@pytest.mark.parametrize(
+    ("local", "factor", "match"),
+    [
+        ([np.zeros(2)], 0.5, "finite number >= 1, got 0.5"),
+        ([np.zeros(2)], math.nan, "finite number >= 1, got nan"),
+        ([np.zeros(2)], math.inf, "finite number >= 1, got inf"),
+        ([np.zeros(2), np.zeros(2)], 2.0, "2 local arrays but 1 global"),
+        ([np.zeros(3)], 2.0, r"array 0: local shape \(3,\) differs .* \(2,\)"),
+    ],
+)
+def test_boost_update_validation(
+    local: list[np.ndarray], factor: float, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        boost_update(local, [np.zeros(2)], factor)
+
+
+def _check(*overrides: str) -> None:
+    validate(compose(["+experiment=smoke", *overrides]), data=False)
+
+
+@pytest.mark.parametrize("attack", ["backdoor", "label_flip"])
+def test_config_accepts_a_boost(attack: str) -> None:
+    cfg = compose(["+experiment=smoke", f"attack={attack}"])
+    assert cfg.attack.boost == 1.0  # the default: no boosting
+    _check(f"attack={attack}", "attack.boost=2.5")
+    _check(f"attack={attack}", "attack.boost=1")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["attack.boost=0.5"], r"attack.boost must be a finite number >= 1 .* got 0.5"),
+        # No "auto": the message gives N/M (smoke: 5 clients, 2 malicious).
+        (["attack.boost=auto"], r"got 'auto'; give the factor itself .* is 2.5 here"),
+        (["attack.boost=true"], r"attack.boost must be .* got True"),
+        (["attack.boost=inf"], r"attack.boost must be .* got inf"),
+        (["attack=backdoor", "attack.boost=0"], r"attack.boost must be .* got 0"),
+        (["attack=none", "++attack.boost=2"], r"attack=none has no malicious update"),
+    ],
+)
+def test_config_refuses_a_bad_boost(overrides: list[str], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        _check(*overrides)
+    _check("attack=none", "++attack.boost=1")  # nothing boosted: allowed
+
+
+def test_only_malicious_clients_reply_boosted(
+    monkeypatch: pytest.MonkeyPatch, reply_factory: Any
+) -> None:
+    """Training adds 1 to every entry: the attacker replies global + 2.5."""
+    from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
+
+    import simulations.client_app as client_app
+    from simulations.data import ImageDataset
+    from simulations.models import get_arrays, get_model
+    from simulations.scenario import Scenario
+
+    def fake_partition(*args: object, **kwargs: object) -> ImageDataset:
+        return ImageDataset(torch.zeros(10, 1, 28, 28), torch.arange(10))
+
+    def fake_train(
+        model: torch.nn.Module, *args: object, **kwargs: object
+    ) -> dict[str, float]:
+        with torch.no_grad():
+            for value in model.state_dict().values():
+                value.add_(1)
+        return {"loss": 0.5}
+
+    monkeypatch.setattr(client_app, "_LOCAL_DATA", {})  # no cached real data
+    monkeypatch.setattr(client_app, "load_partition", fake_partition)
+    monkeypatch.setattr(client_app, "train", fake_train)
+    scenario = Scenario(
+        compose(["+experiment=smoke", "attack=backdoor", "attack.boost=2.5"])
+    )
+    assert scenario.malicious_partitions == [0, 1]
+    torch.manual_seed(0)
+    start = get_arrays(get_model("fmnist_cnn", "fashion_mnist"))
+    content = RecordDict(
+        {"arrays": ArrayRecord(start), "config": ConfigRecord({"server-round": 1})}
+    )
+    replies = {}
+    for pid in (0, 2):  # malicious, benign
+        msg = reply_factory(pid + 1, record=content)  # a delivered Message
+        context = Context(1, pid + 1, {"partition-id": pid}, RecordDict(), {})
+        reply = client_app.train_handler(scenario, msg, context)
+        replies[pid] = reply.content.array_records["arrays"].to_numpy_ndarrays()
+    floating = [i for i, a in enumerate(start) if a.dtype.kind == "f"]
+    counters = [i for i, a in enumerate(start) if a.dtype.kind != "f"]
+    assert floating and counters  # BatchNorm's num_batches_tracked
+    for i in floating:
+        assert replies[0][i].dtype == start[i].dtype
+        base = start[i].astype(np.float64)
+        np.testing.assert_allclose(replies[0][i], base + 2.5, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(replies[2][i], base + 1.0, rtol=0, atol=1e-6)
+    for i in counters:  # trained (+1), never boosted
+        np.testing.assert_array_equal(replies[0][i], start[i] + 1)
+        np.testing.assert_array_equal(replies[2][i], start[i] + 1)

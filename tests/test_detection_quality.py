@@ -224,3 +224,15 @@ def test_detection_entry_point_smoke(tmp_path: Path) -> None:
         assert summary["errors"] == 0
     assert result["command"].startswith("python -m simulations.detection")
     assert (out / "config.yaml").exists()
+
+
+def test_a_boosted_setting_is_labelled_apart() -> None:
+    from simulations.detection.tables import setting_label
+
+    s = {"partition": "iid", "alpha": None, "num_malicious": 4, "num_clients": 10,
+         "seed": 42}  # fmt: skip
+    assert setting_label({"settings": s}) == "IID, 4/10"
+    assert setting_label({"settings": {**s, "boost": 1.0}}) == "IID, 4/10"
+    assert setting_label({"settings": {**s, "boost": 2.5}}, seed=True) == (
+        "IID, 4/10, boost 2.5, seed 42"
+    )

@@ -4,8 +4,16 @@ Both datasets (Fashion-MNIST ``fmnist_cnn``, CIFAR-10 ``lenet5``), both
 attacks (backdoor, label flipping), IID, Dirichlet(1) and Dirichlet(0.5),
 3/10, 4/10, 6/20 and 9/20 attackers, three seeds, :data:`ROUNDS` training
 rounds, detection from round 1; plus runs without an attack (both datasets,
-the three partitions, 10 and 20 clients, three seeds). Most important first:
-backdoors and no-attack runs with 10 clients, seed by seed.
+the three partitions, 10 and 20 clients, three seeds); plus boosting runs
+(model replacement, ``attack.boost`` = N/M = 2.5: backdoor, both datasets,
+IID and Dirichlet(1), 4/10 attackers, three seeds), which measure issue 14's
+"a boosting attacker is flagged in the round it boosts".
+
+Most important first: backdoors and no-attack runs with 10 clients, seed by
+seed; then, seed by seed, the backdoor and no-attack runs with 20 clients,
+the boosting runs, and label flipping. So the boosting runs of seed 42 come
+before any label flipping, and those of seeds 43 and 44 before label
+flipping of that seed.
 
 Each run is its own process (``python -m simulations.detection <overrides>``)
 that writes its folder when it finishes; a run whose results exist is skipped
@@ -42,6 +50,11 @@ SPLITS: tuple[tuple[str, float | None], ...] = (
 )
 MIXES = ((10, 3), (10, 4), (20, 6), (20, 9))
 CLEAN_CLIENTS = (10, 20)
+BOOST_MIX = (10, 4)
+BOOST = BOOST_MIX[0] / BOOST_MIX[1]
+"""The boosting runs' factor: N/M, with which the attackers' updates survive
+FedAvg's averaging at full size (model replacement)."""
+BOOST_SPLITS: tuple[tuple[str, float | None], ...] = (("iid", None), ("dirichlet", 1.0))
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,9 @@ class PlannedRun:
         The Dirichlet concentration (``None`` for IID).
     num_clients, num_malicious, seed, rounds : int
         The mix, the seed and the number of training rounds.
+    boost : float
+        ``attack.boost``: the malicious clients reply
+        ``global + boost * (local - global)``; 1 (the default) is no boosting.
     """
 
     dataset: str
@@ -66,6 +82,7 @@ class PlannedRun:
     num_malicious: int
     seed: int
     rounds: int = ROUNDS
+    boost: float = 1.0
 
     def overrides(self) -> list[str]:
         """The Hydra overrides of ``python -m simulations.detection``."""
@@ -77,17 +94,23 @@ class PlannedRun:
         ]
         if self.alpha is not None:
             out.append(f"partition.alpha={self.alpha:g}")
-        return [
-            *out,
+        out += [
             f"num_clients={self.num_clients}",
             f"num_malicious={self.num_malicious}",
             f"rounds.train={self.rounds}",
             f"seed={self.seed}",
         ]
+        if self.boost != 1.0:  # unboosted runs keep the overrides they had
+            out.append(f"attack.boost={self.boost:g}")
+        return out
 
     def matches(self, settings: Mapping[str, Any]) -> bool:
-        """Whether a finished run's ``settings`` are this run's."""
+        """Whether a finished run's ``settings`` are this run's.
+
+        A run recorded without ``boost`` (or with ``null``) was not boosted.
+        """
         alpha = settings.get("alpha")
+        boost = settings.get("boost")
         return (
             settings.get("dataset") == self.dataset
             and settings.get("model") == MODELS[self.dataset]
@@ -99,15 +122,22 @@ class PlannedRun:
             and settings.get("num_malicious") == self.num_malicious
             and settings.get("seed") == self.seed
             and settings.get("rounds") == self.rounds
+            and abs(float(1.0 if boost is None else boost) - self.boost) < 1e-9
         )
 
 
 def _priority(run: PlannedRun) -> tuple[int, int, int, int, int, int]:
-    first = run.attack in ("backdoor", "none") and run.num_clients == 10
+    boosted = run.boost != 1.0
+    first = run.attack in ("backdoor", "none") and run.num_clients == 10 and not boosted
+    # Within a seed of the second tier: the attacks unboosted, boosting, then
+    # label flipping.
+    kind = ("backdoor", "none", "boost", "label_flip").index(
+        "boost" if boosted else run.attack
+    )
     return (
         0 if first else 1,
         SEEDS.index(run.seed) if run.seed in SEEDS else len(SEEDS),
-        ("backdoor", "none", "label_flip").index(run.attack),
+        kind,
         0 if run.dataset == "cifar10" else 1,
         SPLITS.index((run.partition, run.alpha)),
         run.num_clients * 100 + run.num_malicious,
@@ -127,6 +157,10 @@ def measurement_plan() -> list[PlannedRun]:
         for dataset, (part, alpha), clients, seed in product(
             MODELS, SPLITS, CLEAN_CLIENTS, SEEDS
         )
+    ]
+    runs += [
+        PlannedRun(dataset, "backdoor", part, alpha, *BOOST_MIX, seed, boost=BOOST)
+        for dataset, (part, alpha), seed in product(MODELS, BOOST_SPLITS, SEEDS)
     ]
     return sorted(runs, key=_priority)
 
@@ -177,7 +211,8 @@ def plan_status(results: Sequence[Mapping[str, Any]]) -> str:
     left = [estimate_seconds(run, results) for run in todo]
     text = (
         f"The plan (`simulations/detection/plan.py`) has {len(plan)} runs "
-        f"({sum(r.attack != 'none' for r in plan)} attacked, "
+        f"({sum(r.attack != 'none' for r in plan)} attacked, of which "
+        f"{sum(r.boost != 1.0 for r in plan)} boosting, "
         f"{sum(r.attack == 'none' for r in plan)} without an attack), "
         f"{ROUNDS} rounds each; finished: {len(plan) - len(todo)}."
     )

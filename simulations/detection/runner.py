@@ -57,6 +57,14 @@ def split_label(partition: str, alpha: float | None) -> str:
 OmegaConf.register_new_resolver("detection_split", split_label, replace=True)
 
 
+def boost_label(boost: float | None) -> str:
+    """``""`` unboosted, ``"-b2.5"`` with ``attack.boost=2.5``: in run names."""
+    return "" if boost is None or float(boost) == 1.0 else f"-b{float(boost):g}"
+
+
+OmegaConf.register_new_resolver("detection_boost", boost_label, replace=True)
+
+
 def detector_names(cfg: DictConfig) -> list[str]:
     """The detectors a run measures.
 
@@ -167,8 +175,11 @@ def make_evaluator(
 
 def _header(cfg: DictConfig, scenario: Scenario, command: str) -> dict[str, Any]:
     """The run's name, settings and command (the first fields of the JSON)."""
+    boost = cfg.attack.get("boost")
     settings = {
         **scenario.setting(),
+        # 1.0: not boosted, like runs recorded without the key (PlannedRun.matches)
+        "boost": 1.0 if boost is None else float(boost),
         "fraction": float(cfg.fraction),
         "local_epochs": int(cfg.train.local_epochs),
         "rounds": int(cfg.rounds.train),

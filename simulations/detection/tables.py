@@ -59,6 +59,9 @@ def setting_label(result: Result, *, seed: bool = False) -> str:
     s = result["settings"]
     part = "IID" if s["partition"] == "iid" else f"Dir(α={s['alpha']:g})"
     label = f"{part}, {s['num_malicious']}/{s['num_clients']}"
+    boost = s.get("boost")
+    if boost is not None and float(boost) != 1.0:
+        label += f", boost {float(boost):g}"
     return f"{label}, seed {s['seed']}" if seed else label
 
 
