@@ -191,8 +191,85 @@ class PairHistory:
         return self.rows(node_ids)
 
 
+class HistoryDetector(BaseDetector):
+    """A detector that judges nodes by their pairwise similarities averaged
+    over rounds (:class:`PairHistory`): the shared parameters, their checks,
+    and the state (``state_dict`` / ``load_state_dict``).
+
+    Parameters
+    ----------
+    k : float (default: 3.0)
+        Width of the threshold in scaled MADs; at least 0.
+    min_gap : float (default: 0.05)
+        Least margin over the median (each subclass says of what); at least 0.
+    min_rounds : int (default: 3)
+        Rounds of history needed before a node can be flagged; at least 1.
+    min_replies, seed : int
+        See :class:`BaseDetector`.
+    """
+
+    def __init__(
+        self,
+        *,
+        k: float = 3.0,
+        min_gap: float = 0.05,
+        min_rounds: int = 3,
+        min_replies: int = 3,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(min_replies=min_replies, seed=seed)
+        if isinstance(min_rounds, bool) or not isinstance(
+            min_rounds, (int, np.integer)
+        ):
+            raise TypeError(f"min_rounds must be an int, got {min_rounds!r}")
+        if min_rounds < 1:
+            raise ValueError(f"min_rounds must be at least 1, got {min_rounds}")
+        k, min_gap = float(k), float(min_gap)
+        if not np.isfinite(k) or k < 0.0:
+            raise ValueError(f"k must be a finite number >= 0, got {k}")
+        if not np.isfinite(min_gap) or min_gap < 0.0:
+            raise ValueError(f"min_gap must be a finite number >= 0, got {min_gap}")
+        self.k = k
+        self.min_gap = min_gap
+        self.min_rounds = int(min_rounds)
+        self._history = PairHistory()
+
+    def rounds_seen(self, node: int) -> int:
+        """Return the number of rounds in which ``node`` was scored."""
+        return self._history.rounds_seen(node)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the accumulated pairwise similarities and counts.
+
+        Returns
+        -------
+        dict[str, Any]
+            :meth:`PairHistory.state_dict`: ``{"nodes": [...], "sums":
+            [[...]], "pair_counts": [[...]], "rounds": [...]}``, plain ints
+            and floats (JSON-friendly), the same for every subclass.
+        """
+        return self._history.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state saved by :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state : Mapping[str, Any]
+            The saved state; an empty mapping resets the accumulation.
+
+        Raises
+        ------
+        ValueError
+            If the state is inconsistent (see
+            :meth:`PairHistory.load_state_dict`); the detector is then
+            unchanged.
+        """
+        self._history.load_state_dict(state)
+
+
 @register_detector("cosine_history")
-class CosineHistoryDetector(BaseDetector):
+class CosineHistoryDetector(HistoryDetector):
     """Flags nodes that stay apart from the benign majority, round after round.
 
     Late in training, and under non-IID data, one round's updates are nearly
@@ -273,22 +350,10 @@ class CosineHistoryDetector(BaseDetector):
         min_replies: int = 3,
         seed: int = 0,
     ) -> None:
-        super().__init__(min_replies=min_replies, seed=seed)
-        if isinstance(min_rounds, bool) or not isinstance(
-            min_rounds, (int, np.integer)
-        ):
-            raise TypeError(f"min_rounds must be an int, got {min_rounds!r}")
-        if min_rounds < 1:
-            raise ValueError(f"min_rounds must be at least 1, got {min_rounds}")
-        k, min_gap = float(k), float(min_gap)
-        if not np.isfinite(k) or k < 0.0:
-            raise ValueError(f"k must be a finite number >= 0, got {k}")
-        if not np.isfinite(min_gap) or min_gap < 0.0:
-            raise ValueError(f"min_gap must be a finite number >= 0, got {min_gap}")
-        self.k = k
-        self.min_gap = min_gap
-        self.min_rounds = int(min_rounds)
-        self._history = PairHistory()
+        super().__init__(
+            k=k, min_gap=min_gap, min_rounds=min_rounds,
+            min_replies=min_replies, seed=seed,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return (
@@ -296,39 +361,6 @@ class CosineHistoryDetector(BaseDetector):
             f"min_rounds={self.min_rounds}, min_replies={self.min_replies}, "
             f"seed={self.seed})"
         )
-
-    def rounds_seen(self, node: int) -> int:
-        """Return the number of rounds in which ``node`` was scored."""
-        return self._history.rounds_seen(node)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the accumulated pairwise similarities and counts.
-
-        Returns
-        -------
-        dict[str, Any]
-            :meth:`PairHistory.state_dict`: ``{"nodes": [...], "sums":
-            [[...]], "pair_counts": [[...]], "rounds": [...]}``, plain ints
-            and floats (JSON-friendly).
-        """
-        return self._history.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state saved by :meth:`state_dict`.
-
-        Parameters
-        ----------
-        state : Mapping[str, Any]
-            The saved state; an empty mapping resets the accumulation.
-
-        Raises
-        ------
-        ValueError
-            If the state is inconsistent (see
-            :meth:`PairHistory.load_state_dict`); the detector is then
-            unchanged.
-        """
-        self._history.load_state_dict(state)
 
     def _fallback_scores(self, node_ids: Sequence[int]) -> dict[int, float]:
         history = self._history

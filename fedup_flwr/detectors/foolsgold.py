@@ -16,14 +16,13 @@ this detector keeps the per-round cosine similarity of every pair instead
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fedup_flwr.detectors.base import BaseDetector, RoundUpdates, mad_threshold
-from fedup_flwr.detectors.cosine_history import PairHistory
+from fedup_flwr.detectors.base import RoundUpdates, mad_threshold
+from fedup_flwr.detectors.cosine_history import HistoryDetector
 from fedup_flwr.detectors.registry import register_detector
 
 __all__ = ["FoolsGoldDetector", "coordinated_minority", "group_similarity"]
@@ -177,7 +176,7 @@ def coordinated_minority(
 
 
 @register_detector("foolsgold")
-class FoolsGoldDetector(BaseDetector):
+class FoolsGoldDetector(HistoryDetector):
     """Flags a coordinated minority: nodes much more alike over rounds than others.
 
     After FoolsGold (Fung, Yoon and Beschastnikh, RAID 2020). Each round
@@ -287,18 +286,10 @@ class FoolsGoldDetector(BaseDetector):
         min_replies: int = 3,
         seed: int = 0,
     ) -> None:
-        super().__init__(min_replies=min_replies, seed=seed)
-        if isinstance(min_rounds, bool) or not isinstance(
-            min_rounds, (int, np.integer)
-        ):
-            raise TypeError(f"min_rounds must be an int, got {min_rounds!r}")
-        if min_rounds < 1:
-            raise ValueError(f"min_rounds must be at least 1, got {min_rounds}")
-        k, min_gap = float(k), float(min_gap)
-        if not np.isfinite(k) or k < 0.0:
-            raise ValueError(f"k must be a finite number >= 0, got {k}")
-        if not np.isfinite(min_gap) or min_gap < 0.0:
-            raise ValueError(f"min_gap must be a finite number >= 0, got {min_gap}")
+        super().__init__(
+            k=k, min_gap=min_gap, min_rounds=min_rounds,
+            min_replies=min_replies, seed=seed,
+        )  # fmt: skip
         if isinstance(group, bool) or not isinstance(group, (int, np.integer)):
             raise TypeError(f"group must be an int, got {group!r}")
         if group < 2:
@@ -307,13 +298,9 @@ class FoolsGoldDetector(BaseDetector):
             )
         if not isinstance(pardon, (bool, np.bool_)):
             raise TypeError(f"pardon must be a bool, got {pardon!r}")
-        self.k = k
-        self.min_gap = min_gap
         self.group = int(group)
-        self.min_rounds = int(min_rounds)
         self.pardon = bool(pardon)
         self.partners: dict[int, list[int]] = {}
-        self._history = PairHistory()
 
     def __repr__(self) -> str:
         return (
@@ -322,39 +309,6 @@ class FoolsGoldDetector(BaseDetector):
             f"pardon={self.pardon}, "
             f"min_replies={self.min_replies}, seed={self.seed})"
         )
-
-    def rounds_seen(self, node: int) -> int:
-        """Return the number of rounds in which ``node`` was scored."""
-        return self._history.rounds_seen(node)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the accumulated pairwise similarities and counts.
-
-        Returns
-        -------
-        dict[str, Any]
-            :meth:`~fedup_flwr.detectors.cosine_history.PairHistory.state_dict`
-            (the format of ``cosine_history``'s state): plain ints and floats,
-            JSON-friendly.
-        """
-        return self._history.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state saved by :meth:`state_dict`.
-
-        Parameters
-        ----------
-        state : Mapping[str, Any]
-            The saved state; an empty mapping resets the accumulation.
-
-        Raises
-        ------
-        ValueError
-            If the state is inconsistent (see
-            :meth:`~fedup_flwr.detectors.cosine_history.PairHistory.load_state_dict`);
-            the detector is then unchanged.
-        """
-        self._history.load_state_dict(state)
 
     def _fallback_scores(self, node_ids: Sequence[int]) -> dict[int, float]:
         # Too few replies: score the known nodes from their history, add nothing.
