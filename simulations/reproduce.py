@@ -136,6 +136,20 @@ SWEEP = (
 # Issue 11's pruning-rate sweeps: one trained model, then natural
 # forgetting, fixed P and the old adaptive default (the `weights` similarity).
 RATE_SWEEP = ("compare=[natural,fedup-0.01,fedup-0.05,fedup-0.1,fedup-adaptive]",)
+# Issue 14 end to end: the detector the measurements favour under the backdoor
+# (docs/detectors.md), on CIFAR-10 and Fashion-MNIST with 4 of 10 attackers.
+E2E_BD_DETECTOR = "cosine_outlier"
+FMNIST_BD = (*FMNIST_LF, "attack=backdoor")
+_IID, _DIR1 = ("partition=iid",), ("partition=dirichlet",)
+_DIR05 = ("partition=dirichlet", "partition.alpha=0.5")
+Splits = tuple[tuple[str, tuple[str, ...]], ...]
+E2E_BD_SETTINGS: tuple[tuple[str, tuple[str, ...], Splits], ...] = (
+    ("cifar10", CIFAR_BD,
+     (("iid", _IID), ("dirichlet", _DIR1), ("dirichlet0.5", _DIR05))),
+    ("fmnist", FMNIST_BD, (("iid", _IID), ("dirichlet0.5", _DIR05))),
+)  # fmt: skip
+SWEPT = {("cifar10", "iid"), ("cifar10", "dirichlet")}
+"""Settings whose oracle run is the backdoor rate sweep (``sweep-bd-*``)."""
 SUFFIX_42 = ("t3-", "sweep-lf-")
 """Name prefixes whose seed-42 runs are named with ``-s42``."""
 _MAIN, _SINGLE, _OTHER = 0, 1, 2  # tiers within a seed (see the docstring)
@@ -278,6 +292,18 @@ def _settings() -> list[tuple[int, str, tuple[str, ...], tuple[int, ...]]]:
                     (*fmnist_main, f"detector={det}"), (42,)))  # fmt: skip
     dos = ("detector=dos", "unlearning.rate_limit=5", "rounds.max_retrain=0")
     out.append((_SINGLE, "dos-iid-10-3", fmnist_main + dos, (42,)))
+    # Issue 14 end to end under the backdoor: the detector every round (FedUP
+    # and natural forgetting, each a pass with it) and FedUP with the oracle
+    # where no rate sweep of the same setting gives one; no B needed.
+    no_b = ("compare=[natural]", "rounds.max_retrain=0")
+    for data, scenario, splits in E2E_BD_SETTINGS:
+        for split, where in splits:
+            ends = f"{data}-{split}-10-4"
+            common = scenario + _mix(10, 4) + where + no_b
+            out.append((_SINGLE, f"e2e-bd-{E2E_BD_DETECTOR}-{ends}",
+                        (*common, f"detector={E2E_BD_DETECTOR}"), SEEDS))  # fmt: skip
+            if (data, split) not in SWEPT:
+                out.append((_SINGLE, f"e2e-bd-oracle-{ends}", common, SEEDS))
     return out
 
 

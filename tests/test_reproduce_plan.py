@@ -371,3 +371,22 @@ def test_a_failed_stale_run_leaves_the_old_results(
     assert not reproduce.run_one(main_run, results, staging)
     assert (results / main_run.name / "results.json").read_text() == before
     assert status(main_run, results, staging).state == "stale"
+
+
+def test_end_to_end_backdoor_runs_have_their_oracle(runs: list[Run]) -> None:
+    from simulations.reproduce import E2E_BD_DETECTOR
+
+    by_name = _by_name(runs)
+    detector = [r for r in runs if r.name.startswith(f"e2e-bd-{E2E_BD_DETECTOR}-")]
+    assert len(detector) == 5 * len(SEEDS)
+    for r in detector:
+        assert setting(r.overrides, "detector") == E2E_BD_DETECTOR
+        assert set(_compare(r)) == {"natural"}
+        oracle = r.name.replace(E2E_BD_DETECTOR, "oracle")
+        if "cifar10-iid" in r.name or "cifar10-dirichlet-" in r.name:
+            assert oracle not in by_name  # the rate sweep of the setting is it
+        else:
+            assert setting(by_name[oracle].overrides, "detector") is None
+    fmnist = by_name[f"e2e-bd-{E2E_BD_DETECTOR}-fmnist-dirichlet0.5-10-4"]
+    assert setting(fmnist.overrides, "attack") == "backdoor"
+    assert setting(fmnist.overrides, "partition.alpha") == "0.5"
