@@ -251,7 +251,7 @@ def detector_quality() -> list[str]:
     if not results:
         return ["Not run."]
     return [
-        "Per run (one seed, 8 rounds, 10% of the data): precision / recall / F1 / "
+        "Per run (8 or 15 rounds, 10% of the data): precision / recall / F1 / "
         "first correct round / false-positive rate, from "
         "`results/detection/<run>/detection.json` "
         "(method and discussion: [detectors.md](detectors.md)).",
