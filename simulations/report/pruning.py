@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from simulations.report.assess import assess
+from simulations.report.assess import RunRecovery, assess
 from simulations.report.cells import pct
 from simulations.report.runs import FIGURES_DIR, NOTES_DIR, Runs
 from simulations.schema import MethodResult
@@ -126,15 +126,18 @@ def is_adaptive(method: MethodResult) -> bool | None:
     return math.isclose(m.pruning_rate, want, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def baseline_source(runs: Runs, name: str) -> tuple[float | None, str]:
+def baseline_source(
+    runs: Runs, name: str, recovery: RunRecovery | None = None
+) -> tuple[float | None, str]:
     """B's malicious accuracy for sweep run ``name``, and where it comes from.
 
     The run's own retrain when it has one; else the Table IV run
     ``t4-<rest>`` of the same setting and seed (the same trained model's
     setting: the sweep ran with ``rounds.max_retrain=0``). ``(None, why)``
-    when neither exists or the settings differ.
+    when neither exists or the settings differ. ``recovery``: the run's
+    :func:`~simulations.report.assess.assess`, when the caller has it.
     """
-    own = assess(runs, name).baseline_mal
+    own = (recovery or assess(runs, name)).baseline_mal
     if own is not None:
         return own, "B from this run's own retrain"
     ref = B_PREFIX + name.removeprefix(BD_SWEEP_PREFIX)

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 from fedup_flwr.rates import DEFAULT_PRUNING_RATE
 from simulations.methods import parse_method
-from simulations.report.assess import assess
+from simulations.report.assess import RunRecovery, assess
 from simulations.report.cells import header, hold_mark, mean_sd, rounds, row
 from simulations.report.pruning import baseline_source, is_adaptive
 from simulations.report.recovery import MAL_MARGIN, Reach, reach
 from simulations.report.runs import Runs
-from simulations.schema import MethodResult
+from simulations.schema import MethodResult, RunResult
 
 SWEEP_PREFIXES = ("sweep-bd-", "sweep-lf-")
 PICKED = (1, 3, 10)  # recovery rounds reported (round 0 is the pruned model)
@@ -99,12 +99,13 @@ class RateRun:
     mal_to_b: Reach | None
 
 
-def rate_runs(runs: Runs, name: str) -> dict[tuple[int, float, str], RateRun]:
-    """Each rate of run ``name`` (the first method of each key)."""
-    base_mal, _ = baseline_source(runs, name)
-    recovery = assess(runs, name).methods
+def rate_runs(
+    run: RunResult, recovery: RunRecovery, base_mal: float | None
+) -> dict[tuple[int, float, str], RateRun]:
+    """Each rate of ``run`` (the first method of each key), given its
+    :func:`~simulations.report.assess.assess` and B's malicious accuracy."""
     out: dict[tuple[int, float, str], RateRun] = {}
-    for method, res in sorted(runs[name].methods.items()):
+    for method, res in sorted(run.methods.items()):
         key = rate_key(method, res)
         if key is None or key in out:
             continue
@@ -115,10 +116,52 @@ def rate_runs(runs: Runs, name: str) -> dict[tuple[int, float, str], RateRun]:
             res.pruning_rate or 0.0,
             list(res.test_acc_curve),
             list(res.mal_acc_curve),
-            recovery[method].r_rec,
+            recovery.methods[method].r_rec,
             to_b,
         )
     return out
+
+
+@dataclass(frozen=True)
+class SweepSetting:
+    """One setting's runs, read once for its table and its verdict row.
+
+    Attributes
+    ----------
+    name : str
+        The setting (run name without its seed).
+    runs : list[RunResult]
+        Its runs, by seed.
+    rates : list[dict]
+        Per run, :func:`rate_runs`.
+    baselines : list[tuple[float | None, str]]
+        Per run, B's malicious accuracy and its source
+        (:func:`~simulations.report.pruning.baseline_source`).
+    held : str
+        The attack-strength mark (``""``: the attack took hold everywhere).
+    """
+
+    name: str
+    runs: list[RunResult]
+    rates: list[dict[tuple[int, float, str], RateRun]]
+    baselines: list[tuple[float | None, str]]
+    held: str
+
+
+def sweep_setting(runs: Runs, setting: str, names: list[str]) -> SweepSetting:
+    """Read the runs ``names`` of ``setting`` (each run assessed once)."""
+    recoveries = [assess(runs, n) for n in names]
+    baselines = [baseline_source(runs, n, r) for n, r in zip(names, recoveries)]
+    return SweepSetting(
+        name=setting,
+        runs=[runs[n] for n in names],
+        rates=[
+            rate_runs(runs[n], r, b)
+            for n, r, (b, _) in zip(names, recoveries, baselines)
+        ],
+        baselines=baselines,
+        held=hold_mark([r.took_hold for r in recoveries]),
+    )
 
 
 def _at(curves: list[list[float]], k: int) -> str:
@@ -132,36 +175,35 @@ def _firsts(reaches: list[Reach | None]) -> str:
     )
 
 
-def describe(runs: Runs, setting: str, names: list[str]) -> str:
+def describe(setting: SweepSetting) -> str:
     """The setting in words: data, attack, mix, seeds, before and B."""
-    first = runs[names[0]]
-    sources = [baseline_source(runs, n) for n in names]
-    b_values = [v for v, _ in sources if v is not None]
-    own = sum(1 for _, why in sources if why.startswith("B from this run"))
+    first, runs = setting.runs[0], setting.runs
+    b_values = [v for v, _ in setting.baselines if v is not None]
+    own = sum(1 for _, why in setting.baselines if why.startswith("B from this run"))
     b_text = (
         f"B (malicious): {mean_sd(b_values)}%, from {own} run(s)' own retrain"
         f" and {len(b_values) - own} Table IV run(s)"
         if b_values else "no B"
     )  # fmt: skip
-    held = hold_mark([assess(runs, n).took_hold for n in names])
+    held = setting.held
     return (
-        f"`{setting}`: {first.dataset} {first.model}, {first.attack}, "
+        f"`{setting.name}`: {first.dataset} {first.model}, {first.attack}, "
         f"{first.partition} {first.num_clients} ({first.num_malicious}); seeds "
-        f"{', '.join(str(runs[n].seed) for n in names)}; before unlearning: "
-        f"test {mean_sd([runs[n].test_acc_before for n in names])}%, malicious "
-        f"{mean_sd([runs[n].mal_acc_before for n in names])}%; {b_text}."
+        f"{', '.join(str(r.seed) for r in runs)}; before unlearning: "
+        f"test {mean_sd([r.test_acc_before for r in runs])}%, malicious "
+        f"{mean_sd([r.mal_acc_before for r in runs])}%; {b_text}."
         + (f" **{held}.**" if held else "")
     )
 
 
-def setting_table(runs: Runs, setting: str, names: list[str]) -> list[str]:
+def setting_table(setting: SweepSetting) -> list[str]:
     """One setting: per rate, mean ± sd over seeds of the pruned model's and
     later accuracies; per seed, R_rec and the round malicious accuracy is
     first within 2 points of B."""
-    per_seed = [rate_runs(runs, n) for n in names]
+    per_seed = setting.rates
     keys = sorted({k for seed in per_seed for k in seed})
     lines = [
-        describe(runs, setting, names),
+        describe(setting),
         "",
         *header(
             "rate", "seeds", "test: pruned", "test +1", "test +3", "test +10",
@@ -191,19 +233,16 @@ def _first(reach_: Reach | None) -> float:
     return math.inf if reach_ is None or reach_.first is None else reach_.first
 
 
-def verdict_row(runs: Runs, setting: str, names: list[str]) -> str | None:
+def verdict_row(setting: SweepSetting) -> str | None:
     """Where pruning pays, one setting: the default P against exclusion alone
     (paired by seed) and against the best fixed P (None: either missing)."""
     default = next(
-        (k for k in rate_keys(runs, names) if k[0] == 1
+        (k for seed in setting.rates for k in seed if k[0] == 1
          and math.isclose(k[1], DEFAULT_PRUNING_RATE)), None,
     )  # fmt: skip
     if default is None:
         return None
-    pairs = [
-        seed for seed in (rate_runs(runs, n) for n in names)
-        if NATURAL in seed and default in seed
-    ]  # fmt: skip
+    pairs = [s for s in setting.rates if NATURAL in s and default in s]
     if not pairs:
         return None
     ours, alone = [s[default] for s in pairs], [s[NATURAL] for s in pairs]
@@ -216,9 +255,9 @@ def verdict_row(runs: Runs, setting: str, names: list[str]) -> str | None:
         r.mal_to_b is not None and _first(r.mal_to_b) <= WITHIN_ROUNDS
         for r in ours
     ]  # fmt: skip
-    held = hold_mark([assess(runs, n).took_hold for n in names])
+    held = setting.held
     return row(
-        f"`{setting}`" + (f" ({held})" if held else ""),
+        f"`{setting.name}`" + (f" ({held})" if held else ""),
         len(pairs),
         " / ".join(
             _delta([r.mal for r in alone], [r.mal for r in ours], k) for k in PICKED
@@ -232,18 +271,14 @@ def verdict_row(runs: Runs, setting: str, names: list[str]) -> str | None:
     )
 
 
-def rate_keys(runs: Runs, names: list[str]) -> list[tuple[int, float, str]]:
-    """Every rate key present in any of ``names``."""
-    return sorted({k for n in names for k in rate_runs(runs, n)})
-
-
 def rate_sweeps(runs: Runs) -> list[str]:
     """The verdict table, then one table per setting (``Not run.``: none)."""
     settings = sweep_settings(runs)
     if not settings:
         return ["Not run."]
     p = f"{DEFAULT_PRUNING_RATE:.2f}"
-    verdicts = [v for s, n in settings.items() if (v := verdict_row(runs, s, n))]
+    read = [sweep_setting(runs, s, names) for s, names in settings.items()]
+    verdicts = [v for setting in read if (v := verdict_row(setting))]
     out = [
         f"**Where pruning pays** (the default P = {p} against exclusion alone, "
         "paired by seed; points, mean over seeds):",
@@ -260,6 +295,6 @@ def rate_sweeps(runs: Runs) -> list[str]:
         *verdicts,
         "",
     ]  # fmt: skip
-    for setting, names in settings.items():
-        out += [*setting_table(runs, setting, names), ""]
+    for setting in read:
+        out += [*setting_table(setting), ""]
     return out[:-1]
