@@ -191,8 +191,7 @@ def end_to_end(runs: Runs) -> list[str]:
     return lines
 
 
-ATTACK_ORDER = ("backdoor", "label_flip", "none")
-ATTACK_WORDS = {"backdoor": "backdoor", "label_flip": "label flipping"}
+ATTACK_ORDER = ("backdoor", "label_flip", "none")  # the summary's rows: backdoor first
 
 
 def _split(settings: dict[str, Any]) -> tuple[float, str]:
@@ -210,6 +209,7 @@ def detector_summary(folder: Path | None = None) -> list[str]:
     Fashion-MNIST / CIFAR-10; with no attack, the share of rounds in which it
     flagged anyone. Every detector found in the results gets a column."""
     from simulations import detection
+    from simulations.detection.tables import ATTACK_LABEL
 
     results = detection.load_results(folder or RESULTS_DIR / "detection")
     dets = sorted({d for r in results for d in r["detectors"]})
@@ -235,7 +235,7 @@ def detector_summary(folder: Path | None = None) -> list[str]:
                 ("flagged_round_rate"),
             )
         else:
-            label, metric = f"{ATTACK_WORDS[attack]}, {split}, {n} rounds", "run_f1"
+            label, metric = f"{ATTACK_LABEL[attack]}, {split}, {n} rounds", "run_f1"
         lines.append(row(
             label, f"{len(fm)} / {len(ci)}",
             *(f"{cell(fm, d, metric)} / {cell(ci, d, metric)}" for d in dets),
