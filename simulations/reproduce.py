@@ -278,6 +278,10 @@ def _settings() -> list[tuple[int, str, tuple[str, ...], tuple[int, ...]]]:
         out.append((_SINGLE, f"t4full-{p}-10-4",
                     CIFAR_BD + _mix(10, 4) + where + ("fraction=1.0",) + WITH_NOT,
                     (42,)))  # fmt: skip
+    # A strong backdoor (95-97% success): Fashion-MNIST's CNN, 4 of 10.
+    for split, where in (("iid", _IID), ("dirichlet0.5", _DIR05)):
+        out.append((_MAIN, f"sweep-bd-fmnist-{split}-10-4",
+                    FMNIST_BD + _mix(10, 4) + where + RATE_SWEEP, SEEDS))  # fmt: skip
     fmnist_main = FMNIST_LF + _mix(10, 3) + _part("iid")
     out.append((_MAIN, "sweep-p-iid-10-3", fmnist_main + SWEEP, SEEDS))
     for p in PARTITIONS:

@@ -106,6 +106,17 @@ def test_rate_sweeps_and_full_data_table_iv_are_planned(runs: list[Run]) -> None
             assert {"natural", "fedup-0.01", "fedup-adaptive"} <= set(
                 _compare(by_name[name])
             )
+    for split in ("iid", "dirichlet0.5"):  # the strong backdoor, three seeds
+        for name in (
+            f"sweep-bd-fmnist-{split}-10-4",
+            f"sweep-bd-fmnist-{split}-10-4-s2",
+        ):
+            assert setting(by_name[name].overrides, "attack") == "backdoor"
+            assert setting(by_name[name].overrides, "dataset") == "fashion_mnist"
+            assert {"natural", "fedup-0.01", "fedup-adaptive"} <= set(
+                _compare(by_name[name])
+            )
+    for p in PARTITIONS:
         full = by_name[f"t4full-{p}-10-4"]
         assert setting(full.overrides, "fraction") == "1.0"
         assert setting(full.overrides, "attack") == "backdoor"
