@@ -133,3 +133,14 @@ def test_settings_group_seeds_and_put_backdoor_first() -> None:
 def test_no_sweep_reads_not_run(tmp_path: Path) -> None:
     _save(tmp_path, "t3-iid-10-3-s42", _run())
     assert _section(tmp_path).strip().startswith("Not run.")
+
+
+def test_a_dirichlet_setting_is_described_with_its_alpha(tmp_path: Path) -> None:
+    name = "sweep-bd-fmnist-dirichlet0.5-10-4"
+    methods = {"natural": _fixed(0.0, [0.6] * 11, [0.9] * 11),
+               "fedup-0.01": _fixed(0.01, [0.5] + [0.6] * 10, [0.05] * 11)}  # fmt: skip
+    run = _sweep(name, 42, methods, partition="dirichlet", alpha=0.5)
+    _save(tmp_path, name, run)
+    assert f"`{name}`: cifar10 lenet5, backdoor, dirichlet(0.5) 10 (4)" in (
+        _section(tmp_path)
+    )

@@ -186,9 +186,14 @@ def describe(setting: SweepSetting) -> str:
         if b_values else "no B"
     )  # fmt: skip
     held = setting.held
+    split = (
+        first.partition
+        if first.alpha is None
+        else f"{first.partition}({first.alpha:g})"
+    )
     return (
         f"`{setting.name}`: {first.dataset} {first.model}, {first.attack}, "
-        f"{first.partition} {first.num_clients} ({first.num_malicious}); seeds "
+        f"{split} {first.num_clients} ({first.num_malicious}); seeds "
         f"{', '.join(str(r.seed) for r in runs)}; before unlearning: "
         f"test {mean_sd([r.test_acc_before for r in runs])}%, malicious "
         f"{mean_sd([r.mal_acc_before for r in runs])}%; {b_text}."
