@@ -33,12 +33,15 @@ No similarity measure separates IID from non-IID clients at the round FedUP
 unlearns (``docs/notes/similarity.md``: the paper-literal one gives P near
 ``p_max`` everywhere), so the default is a fixed P chosen on the damage
 figures (pruned-model accuracy, recovery rounds, attack removed) of the
-committed pruning-rate sweeps (Fashion-MNIST label flipping IID, one seed;
-CIFAR-10 backdoor IID and Dirichlet(1), two seeds each; ``docs/results.md``):
-P = 1% removed the attack as fully as larger rates, cost the least test
-accuracy right after pruning and recovered first or tied. A stronger attack may need
-more: the rate is a setting, and the sweeps are the evidence for its value.
-``FedUP(pruning_rate=None)`` gives the adaptive rate of Eq. 4-5 instead.
+committed pruning-rate sweeps (backdoor and label flipping, CIFAR-10 and
+Fashion-MNIST, IID and Dirichlet, three seeds each; ``docs/results.md``):
+P = 1% removed a moderate backdoor as fully as larger rates, cost the least
+test accuracy right after pruning and recovered first or tied. A backdoor that
+has fully taken hold needs more: with IID clients P = 5-10% removed more of
+it at the cost of a round, and under Dirichlet(0.5) no rate tried removed it
+(``docs/notes/rate_sweeps.md``). The rate is a setting, and the sweeps are the
+evidence for its value. ``FedUP(pruning_rate=None)`` gives the adaptive rate
+of Eq. 4-5 instead.
 """
 
 
