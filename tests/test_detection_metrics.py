@@ -74,6 +74,7 @@ def test_first_correct_round_needs_an_attacker_and_no_benign_node() -> None:
     assert s["first_exact_round"] == 5
     assert s["first_flag_round"] == 2 and s["first_flag_correct"] is False
     assert s["correct_rounds"] == 2
+    assert s["exact_rounds"] == 1  # round 5 only: every attacker, no one else
 
 
 def test_no_attack_false_alarm_rate_is_the_share_of_rounds_with_a_flag() -> None:

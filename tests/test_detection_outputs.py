@@ -11,7 +11,7 @@ import pytest
 
 from simulations.detection.harness import DetectionLog, DetectorCall
 from simulations.detection.outputs import RESULTS_DIR, load_results, write_outputs
-from simulations.detection.tables import build_report, build_tables
+from simulations.detection.tables import build_boosting, build_report, build_tables
 
 NODE_OF = {0: 100, 1: 101, 2: 102, 3: 103}  # partitions 0, 1 attack
 RUN_KEYS = ("run_precision", "run_recall", "run_f1", "run_fp_rate", "run_tp",
@@ -22,24 +22,24 @@ def call(rnd: int, flagged: set[int]) -> DetectorCall:
     return DetectorCall(rnd, "det", (100, 101, 102, 103), frozenset(flagged), {}, 0.1)
 
 
-def header(seed: int = 42) -> dict[str, Any]:
+def header(seed: int = 42, boost: float = 1.0) -> dict[str, Any]:
     settings = {
         "dataset": "cifar10", "model": "lenet5", "partition": "iid",
         "alpha": None, "attack": "backdoor", "num_clients": 4,
-        "num_malicious": 2, "fraction": 0.1, "local_epochs": 1, "rounds": 3,
-        "seed": seed,
+        "num_malicious": 2, "boost": boost, "fraction": 0.1, "local_epochs": 1,
+        "rounds": 3, "seed": seed,
     }  # fmt: skip
     return {"name": f"run-s{seed}", "settings": settings, "command": f"cmd {seed}"}
 
 
 def write_run(
-    folder: Path, calls: list[DetectorCall], seed: int = 42
+    folder: Path, calls: list[DetectorCall], seed: int = 42, boost: float = 1.0
 ) -> dict[str, Any]:
     folder.mkdir(parents=True)
     record = DetectionLog(calls, {3: {"test_acc": 0.5, "attack_success": 0.25}})
     return write_outputs(
         folder, record, NODE_OF, malicious={0, 1}, detectors={"det": "det()"},
-        from_round=1, header=header(seed),
+        from_round=1, header=header(seed, boost),
     )  # fmt: skip
 
 
@@ -80,6 +80,26 @@ def test_run_table_means_over_seeds(tmp_path: Path) -> None:
     assert "| IID, 2/4 | 2 | 0.75 / 0.75 / 0.75 / 1,3 |" in text
     assert "| IID, 2/4, seed 43 |" in text  # per-round rows name the seed
     assert "cmd 42" in text and "cmd 43" in text
+
+
+def test_boosting_table_counts_rounds_with_exactly_the_attackers(
+    tmp_path: Path,
+) -> None:
+    # Seed 42: exact in rounds 1 and 3 (round 2 adds benign 102); seed 43: never.
+    write_run(tmp_path / "b42", [call(1, {100, 101}), call(2, {100, 101, 102}),
+                                 call(3, {100, 101})], boost=2.0)  # fmt: skip
+    write_run(tmp_path / "b43", [call(1, {100}), call(2, set()), call(3, set())],
+              seed=43, boost=2.0)  # fmt: skip
+    write_run(tmp_path / "plain", [call(1, {100, 101})] * 3, seed=44)  # no boost
+    text = build_boosting(load_results(tmp_path))
+    # FP per round: seed 42 (0 + 0.5 + 0) / 3, seed 43 0; mean 0.08.
+    assert "| CIFAR-10, IID, 2/4, boost 2 | 2 | 2 of 3, 0 of 3 / 0.08 |" in text
+    assert "seed 44" not in text and text.count("| CIFAR-10") == 1
+
+
+def test_boosting_table_says_when_there_is_no_boosting_run(tmp_path: Path) -> None:
+    write_run(tmp_path / "plain", [call(1, {100, 101})] * 3)
+    assert "No boosting run yet" in build_boosting(load_results(tmp_path))
 
 
 def test_committed_results_render() -> None:

@@ -204,7 +204,8 @@ def summarize(rounds: Sequence[RoundMetrics], from_round: int = 1) -> dict[str, 
         ``None`` where undefined) and ``run_tp``, ``run_fp``, ``run_fn``;
         ``first_correct_round``, ``first_exact_round``, ``first_flag_round``
         (or ``None``) and ``first_flag_correct`` (or ``None``); the counts
-        ``flag_rounds``, ``correct_rounds``, ``rounds_measured`` and
+        ``flag_rounds``, ``correct_rounds``, ``exact_rounds`` (every attacker
+        flagged and no one else), ``rounds_measured`` and
         ``flagged_round_rate = flag_rounds / rounds_measured`` (``None``
         without measured rounds).
 
@@ -247,6 +248,7 @@ def summarize(rounds: Sequence[RoundMetrics], from_round: int = 1) -> dict[str, 
         "first_flag_correct": None if first_flag is None else first_flag.correct,
         "flag_rounds": flag_rounds,
         "correct_rounds": sum(1 for m in measured if m.correct),
+        "exact_rounds": sum(1 for m in measured if m.exact),
         "rounds_measured": len(measured),
         "flagged_round_rate": flag_rounds / len(measured) if measured else None,
     }

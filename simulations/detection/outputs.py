@@ -265,7 +265,7 @@ def rescore_from_csv(
 def _with_run_metrics(result: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Add the summaries' missing keys (older runs) from ``detection.csv``."""
     detectors = result.get("detectors", {})
-    if all("run_f1" in d for d in detectors.values()):
+    if all("run_f1" in d and "exact_rounds" in d for d in detectors.values()):
         return result
     csv_path = folder / "detection.csv"
     if not csv_path.exists():

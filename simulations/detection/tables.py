@@ -19,6 +19,7 @@ __all__ = [
     "DOC_PATH",
     "TABLE_END",
     "TABLE_START",
+    "build_boosting",
     "build_failures",
     "build_report",
     "build_tables",
@@ -208,6 +209,51 @@ def build_tables(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+def _boosted(result: Result) -> bool:
+    boost = result["settings"].get("boost")
+    return boost is not None and float(boost) != 1.0
+
+
+def _boost_cell(ds: Sequence[Mapping[str, Any]]) -> str:
+    """Rounds with exactly the attackers flagged, per seed; mean FP rate."""
+    if not ds:
+        return "not run"
+    exact = ", ".join(
+        "–" if d.get("exact_rounds") is None
+        else f"{d['exact_rounds']} of {d['rounds_measured']}"
+        for d in ds
+    )  # fmt: skip
+    return f"{exact} / {_mean_cell([d.get('fp_rate') for d in ds])}"
+
+
+def build_boosting(results: Sequence[Result]) -> str:
+    """Issue 14's boosting test: is a boosting attacker flagged as it boosts?
+
+    The boosting runs' attackers scale their update by ``attack.boost`` in
+    every round, so a detector passes a round when it flags exactly the
+    attackers (all of them, and no benign client). One row per setting; a
+    cell gives, per seed, the rounds it did so out of the rounds measured,
+    then its mean per-round false-positive rate.
+    """
+    boosted = [r for r in results if _boosted(r)]
+    if not boosted:
+        return "_No boosting run yet (`attack.boost`)._\n"
+    names = sorted({n for r in boosted for n in r["detectors"]})
+    settings: dict[str, list[Result]] = {}
+    for r in boosted:
+        s = r["settings"]
+        label = f"{DATASET_LABEL.get(s['dataset'], s['dataset'])}, {setting_label(r)}"
+        settings.setdefault(label, []).append(r)
+    header = ["setting", "seeds", *[f"`{n}` exact rounds / FP" for n in names]]
+    body = [
+        [label, str(len(runs)),
+         *[_boost_cell([r["detectors"][n] for r in runs if n in r["detectors"]])
+           for n in names]]
+        for label, runs in settings.items()
+    ]  # fmt: skip
+    return "\n".join(_table(header, body)) + "\n"
+
+
 def build_failures(results: Sequence[Result]) -> str:
     """A measured list, per detector, of the settings where it did badly.
 
@@ -274,6 +320,13 @@ def build_report(results: Sequence[Result], plan_status: str = "") -> str:
         "round (label flipping: source-class test images predicted as the "
         "target; backdoor: triggered test images predicted as the target).\n\n"
         + build_tables(results)
+        + "\n## Boosting attackers: flagged in the round they boost?\n\n"
+        "The attackers scale their update by `attack.boost` (N/M, as a "
+        "model-replacement attack does) in every round. A cell: per seed, the "
+        "rounds in which the detector flagged exactly the attackers (all of "
+        "them, no benign client), of the rounds measured; then its mean "
+        "false-positive rate per round.\n\n"
+        + build_boosting(results)
         + "\n## Where each detector failed (generated from the runs above)\n\n"
         + build_failures(results)
     )
