@@ -74,3 +74,26 @@ def test_no_e2e_run_reads_not_run() -> None:
     assert e2e_backdoor.e2e_backdoor({"sweep-bd-iid-10-4": _oracle("x")}) == [
         "Not run."
     ]
+
+
+def test_a_run_that_never_unlearned_keeps_its_trained_backdoor() -> None:
+    nothing = Detection(
+        unlearning_rounds=[], unlearned_partitions=[], refused=[],
+        first_unlearning_round=None, precision=None, recall=0.0,
+    )  # fmt: skip
+    one_point = {"pruning_rate": None, "adaptive": False,
+                 "mal_acc_curve": [0.9], "test_acc_curve": [0.8]}  # fmt: skip
+    methods = {"fedup": _method(**_curves(**one_point)),
+               "natural": _method(**_curves(**one_point))}  # fmt: skip
+    runs = {
+        NAME: _online(
+            detection=nothing, methods=methods, mal_acc_before=0.9, test_acc_before=0.8
+        ),
+        "sweep-bd-iid-10-4": _oracle("sweep-bd-iid-10-4"),
+    }
+    cells = _row_of("\n".join(e2e_backdoor.e2e_backdoor(runs)),
+                    f"`{NAME}` (oracle: `sweep-bd-iid-10-4`)")  # fmt: skip
+    assert cells[2:4] == ["never", "–"]
+    assert cells[6:8] == ["never unlearned: 90.0 at the end", "–"]
+    assert cells[9] == "never unlearned: 80.0 at the end"
+    assert cells[11] == "no (nothing unlearned)"  # 90 against the oracle's 4

@@ -99,16 +99,26 @@ def e2e_backdoor(runs: Runs) -> list[str]:
         truth = set(range(run.num_malicious))
         unlearned = {p for step in det.unlearned_partitions for p in step}
         within = "–"
-        if fedup is not None and oracle is not None:
-            ours, theirs = fedup.mal_acc_curve, oracle.mal_acc_curve
-            if len(ours) > 3 and len(theirs) > 3:
-                within = "yes" if ours[3] <= theirs[3] + MARGIN else "no"
+        ours = fedup.mal_acc_curve if fedup is not None else []
+        theirs = oracle.mal_acc_curve if oracle is not None else []
+        never = det.first_unlearning_round is None
+        if never:
+            # Nothing unlearned: the backdoor is the trained model's, for good.
+            ours = [run.mal_acc_before] * (PICKED[-1] + 1)
+        if len(ours) > 3 and len(theirs) > 3:
+            within = "yes" if ours[3] <= theirs[3] + MARGIN else "no"
+            within += " (nothing unlearned)" if never else ""
+        mal_cell = test_cell = None
+        if never:
+            mal_cell = f"never unlearned: {pct(run.mal_acc_before)} at the end"
+            test_cell = f"never unlearned: {pct(run.test_acc_before)} at the end"
         lines.append(row(
             f"`{name}`" + (f" (oracle: `{ref[0]}`)" if ref else " (no oracle run)"),
             run.detector, det.first_unlearning_round or "never",
             "; ".join(str(p) for p in det.unlearned_partitions) or "–",
             len(unlearned - truth), len(det.refused),
-            _curve(fedup, "mal"), _curve(natural, "mal"), _curve(oracle, "mal"),
-            _curve(fedup, "test"), _curve(oracle, "test"), within,
+            mal_cell or _curve(fedup, "mal"),
+            "–" if never else _curve(natural, "mal"), _curve(oracle, "mal"),
+            test_cell or _curve(fedup, "test"), _curve(oracle, "test"), within,
         ))  # fmt: skip
     return lines
