@@ -400,11 +400,14 @@ def test_detector_summary_groups_by_settings_and_shows_every_detector(
                "alpha": 0.5}, {"x": {"run_f1": 0.2}})  # fmt: skip
     _detection(tmp_path, "c", {**base, "attack": "none", "dataset": "fashion_mnist",
                "num_malicious": 0}, {"x": {"flagged_round_rate": 0.1}})  # fmt: skip
+    # A boosting run is its own group, not averaged into the plain backdoor.
+    _detection(tmp_path, "boosted", {**base, "boost": 2.5}, {"x": {"run_f1": 0.0}})
     lines = report.detector_summary(tmp_path)
     assert lines[0] == "|  | runs (F-MNIST / CIFAR) | `x` | `y` |"
     assert lines[2:] == [
         "| backdoor, IID, 15 rounds | 0 / 2 | – / 0.75 | – / 0.50 |",
         "| backdoor, Dir(0.5), 15 rounds | 0 / 1 | – / 0.20 | – / – |",
+        "| backdoor, boost 2.5, IID, 15 rounds | 0 / 1 | – / 0.00 | – / – |",
         "| no attack, IID, 15 rounds: rounds flagged | 1 / 0 | 0.10 / – | – / – |",
     ]
 

@@ -213,12 +213,14 @@ def detector_summary(folder: Path | None = None) -> list[str]:
 
     results = detection.load_results(folder or RESULTS_DIR / "detection")
     dets = sorted({d for r in results for d in r["detectors"]})
-    groups: dict[tuple[str, tuple[float, str], int], dict[str, list[Any]]] = {}
+    groups: dict[tuple[str, float, tuple[float, str], int], dict[str, list[Any]]] = {}
     for r in results:
         s = r["settings"]
-        key = (s["attack"], _split(s), int(s["rounds"]))
+        # Boosting runs are their own groups: the same attack, scaled updates.
+        boost = float(s.get("boost") or 1.0)
+        key = (s["attack"], boost, _split(s), int(s["rounds"]))
         groups.setdefault(key, {}).setdefault(s["dataset"], []).append(r)
-    order = sorted(groups, key=lambda k: (ATTACK_ORDER.index(k[0]), k[1], k[2]))
+    order = sorted(groups, key=lambda k: (ATTACK_ORDER.index(k[0]), *k[1:]))
 
     def cell(runs: list[Any], det: str, metric: str) -> str:
         vals = [r["detectors"][det].get(metric) for r in runs if det in r["detectors"]]
@@ -226,8 +228,8 @@ def detector_summary(folder: Path | None = None) -> list[str]:
         return f"{statistics.mean(vals):.2f}" if vals else "–"
 
     lines = header("", "runs (F-MNIST / CIFAR)", *(f"`{d}`" for d in dets))
-    for attack, (_, split), n in order:
-        by_data = groups[(attack, (_, split), n)]
+    for attack, boost, (_, split), n in order:
+        by_data = groups[(attack, boost, (_, split), n)]
         fm, ci = by_data.get("fashion_mnist", []), by_data.get("cifar10", [])
         if attack == "none":
             label, metric = (
@@ -235,7 +237,9 @@ def detector_summary(folder: Path | None = None) -> list[str]:
                 ("flagged_round_rate"),
             )
         else:
-            label, metric = f"{ATTACK_LABEL[attack]}, {split}, {n} rounds", "run_f1"
+            boosted = f", boost {boost:g}" if boost != 1.0 else ""
+            label = f"{ATTACK_LABEL[attack]}{boosted}, {split}, {n} rounds"
+            metric = "run_f1"
         lines.append(row(
             label, f"{len(fm)} / {len(ci)}",
             *(f"{cell(fm, d, metric)} / {cell(ci, d, metric)}" for d in dets),
