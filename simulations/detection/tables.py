@@ -55,14 +55,19 @@ def _mean_cell(values: Sequence[Any]) -> str:
     return cell(statistics.fmean(defined)) if defined else "–"
 
 
+def _boosted(result: Result) -> bool:
+    """Whether the run's attackers boost (``attack.boost`` other than 1)."""
+    boost = result["settings"].get("boost")
+    return boost is not None and float(boost) != 1.0
+
+
 def setting_label(result: Result, *, seed: bool = False) -> str:
     """``"IID, 3/10"``: partition and malicious/clients (and the seed)."""
     s = result["settings"]
     part = "IID" if s["partition"] == "iid" else f"Dir(α={s['alpha']:g})"
     label = f"{part}, {s['num_malicious']}/{s['num_clients']}"
-    boost = s.get("boost")
-    if boost is not None and float(boost) != 1.0:
-        label += f", boost {float(boost):g}"
+    if _boosted(result):
+        label += f", boost {float(s['boost']):g}"
     return f"{label}, seed {s['seed']}" if seed else label
 
 
@@ -207,11 +212,6 @@ def build_tables(results: Sequence[Result]) -> str:
             "",
         ]
     return "\n".join(lines)
-
-
-def _boosted(result: Result) -> bool:
-    boost = result["settings"].get("boost")
-    return boost is not None and float(boost) != 1.0
 
 
 def _boost_cell(ds: Sequence[Mapping[str, Any]]) -> str:
