@@ -236,3 +236,11 @@ def test_a_boosted_setting_is_labelled_apart() -> None:
     assert setting_label({"settings": {**s, "boost": 2.5}}, seed=True) == (
         "IID, 4/10, boost 2.5, seed 42"
     )
+
+
+def test_boost_of_reads_a_missing_or_null_boost_as_no_boost() -> None:
+    from simulations.detection.tables import boost_of
+
+    assert boost_of({}) == 1.0  # runs recorded before attack.boost existed
+    assert boost_of({"boost": None}) == 1.0
+    assert boost_of({"boost": 2.5}) == 2.5

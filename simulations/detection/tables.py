@@ -55,10 +55,19 @@ def _mean_cell(values: Sequence[Any]) -> str:
     return cell(statistics.fmean(defined)) if defined else "–"
 
 
+def boost_of(settings: Mapping[str, Any]) -> float:
+    """The factor the run's attackers scale their updates by (1: no boost).
+
+    Runs recorded before ``attack.boost`` existed have no ``boost`` key; they
+    did not boost.
+    """
+    boost = settings.get("boost")
+    return 1.0 if boost is None else float(boost)
+
+
 def _boosted(result: Result) -> bool:
     """Whether the run's attackers boost (``attack.boost`` other than 1)."""
-    boost = result["settings"].get("boost")
-    return boost is not None and float(boost) != 1.0
+    return boost_of(result["settings"]) != 1.0
 
 
 def setting_label(result: Result, *, seed: bool = False) -> str:
@@ -67,7 +76,7 @@ def setting_label(result: Result, *, seed: bool = False) -> str:
     part = "IID" if s["partition"] == "iid" else f"Dir(α={s['alpha']:g})"
     label = f"{part}, {s['num_malicious']}/{s['num_clients']}"
     if _boosted(result):
-        label += f", boost {float(s['boost']):g}"
+        label += f", boost {boost_of(s):g}"
     return f"{label}, seed {s['seed']}" if seed else label
 
 

@@ -105,20 +105,21 @@ def e2e_backdoor(runs: Runs) -> list[str]:
         if never:
             # Nothing unlearned: the backdoor is the trained model's, for good.
             ours = [run.mal_acc_before] * (PICKED[-1] + 1)
+            mal_cell = f"never unlearned: {pct(run.mal_acc_before)} at the end"
+            test_cell = f"never unlearned: {pct(run.test_acc_before)} at the end"
+            natural_cell = "–"
+        else:
+            mal_cell, test_cell = _curve(fedup, "mal"), _curve(fedup, "test")
+            natural_cell = _curve(natural, "mal")
         if len(ours) > 3 and len(theirs) > 3:
             within = "yes" if ours[3] <= theirs[3] + MARGIN else "no"
             within += " (nothing unlearned)" if never else ""
-        mal_cell = test_cell = None
-        if never:
-            mal_cell = f"never unlearned: {pct(run.mal_acc_before)} at the end"
-            test_cell = f"never unlearned: {pct(run.test_acc_before)} at the end"
         lines.append(row(
             f"`{name}`" + (f" (oracle: `{ref[0]}`)" if ref else " (no oracle run)"),
             run.detector, det.first_unlearning_round or "never",
             "; ".join(str(p) for p in det.unlearned_partitions) or "–",
             len(unlearned - truth), len(det.refused),
-            mal_cell or _curve(fedup, "mal"),
-            "–" if never else _curve(natural, "mal"), _curve(oracle, "mal"),
-            test_cell or _curve(fedup, "test"), _curve(oracle, "test"), within,
+            mal_cell, natural_cell, _curve(oracle, "mal"),
+            test_cell, _curve(oracle, "test"), within,
         ))  # fmt: skip
     return lines

@@ -209,7 +209,7 @@ def detector_summary(folder: Path | None = None) -> list[str]:
     Fashion-MNIST / CIFAR-10; with no attack, the share of rounds in which it
     flagged anyone. Every detector found in the results gets a column."""
     from simulations import detection
-    from simulations.detection.tables import ATTACK_LABEL
+    from simulations.detection.tables import ATTACK_LABEL, boost_of
 
     results = detection.load_results(folder or RESULTS_DIR / "detection")
     dets = sorted({d for r in results for d in r["detectors"]})
@@ -217,8 +217,7 @@ def detector_summary(folder: Path | None = None) -> list[str]:
     for r in results:
         s = r["settings"]
         # Boosting runs are their own groups: the same attack, scaled updates.
-        boost = float(s.get("boost") or 1.0)
-        key = (s["attack"], boost, _split(s), int(s["rounds"]))
+        key = (s["attack"], boost_of(s), _split(s), int(s["rounds"]))
         groups.setdefault(key, {}).setdefault(s["dataset"], []).append(r)
     order = sorted(groups, key=lambda k: (ATTACK_ORDER.index(k[0]), *k[1:]))
 
