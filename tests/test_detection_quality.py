@@ -163,11 +163,11 @@ def test_report_builder_on_fake_results(tmp_path: Path) -> None:
 
     text = build_report(results)
     row = (
-        "| Dir(α=1), 3/10 | 0.75 / 0.50 / 0.60 / 2 / 0.12 "
+        "| Dir(1), 3/10 | 0.75 / 0.50 / 0.60 / 2 / 0.12 "
         "| – / 0.00 / 0.00 / never / 0.12 | 0.80 / 0.30 |"
     )
     assert row in text
-    assert "| Dir(α=1), 0/10 | 0.12 / 3 of 4 | 0.12 / 3 of 4 | 0.80 |" in text
+    assert "| Dir(1), 0/10 | 0.12 / 3 of 4 | 0.12 / 3 of 4 | 0.80 |" in text
     assert "python -m simulations.detection x=lf" in text
     assert "python -m simulations.detection x=clean" in text
     assert "- `det_b`:" in text and "never a correct detection (1)" in text

@@ -441,3 +441,13 @@ def test_runs_not_made_lists_todo_and_stale_runs_with_what_differs(
     assert not_run(LoadedRuns({}, tmp_path)) == [
         "Every run of `python -m simulations.reproduce --list` is done."
     ]
+
+
+def test_partition_label_is_one_format_for_every_report() -> None:
+    from simulations.report.cells import partition_label
+
+    assert partition_label("iid", None) == "IID"
+    assert partition_label("dirichlet", 0.5) == "Dir(0.5)"
+    assert partition_label("dirichlet", 1.0) == "Dir(1)"
+    with pytest.raises(ValueError, match="needs its alpha"):
+        partition_label("dirichlet", None)

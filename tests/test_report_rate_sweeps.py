@@ -66,7 +66,7 @@ def _section(folder: Path) -> str:
 
 def test_one_table_per_setting_with_mean_and_sd_over_seeds(tmp_path: Path) -> None:
     section = _section(_folder(tmp_path))
-    assert "`sweep-bd-iid-10-4`: cifar10 lenet5, backdoor, iid 10 (4); seeds 1, 42" in (
+    assert "`sweep-bd-iid-10-4`: cifar10 lenet5, backdoor, IID 10 (4); seeds 1, 42" in (
         section
     )
     # B: 9% (Table IV window mean) and 5% (own).
@@ -141,6 +141,6 @@ def test_a_dirichlet_setting_is_described_with_its_alpha(tmp_path: Path) -> None
                "fedup-0.01": _fixed(0.01, [0.5] + [0.6] * 10, [0.05] * 11)}  # fmt: skip
     run = _sweep(name, 42, methods, partition="dirichlet", alpha=0.5)
     _save(tmp_path, name, run)
-    assert f"`{name}`: cifar10 lenet5, backdoor, dirichlet(0.5) 10 (4)" in (
+    assert f"`{name}`: cifar10 lenet5, backdoor, Dir(0.5) 10 (4)" in (
         _section(tmp_path)
     )

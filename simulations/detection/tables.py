@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from simulations.detection.outputs import RESULTS_DIR, ROOT, load_results
+from simulations.report.cells import partition_label
 
 __all__ = [
     "DOC_PATH",
@@ -73,7 +74,7 @@ def _boosted(result: Result) -> bool:
 def setting_label(result: Result, *, seed: bool = False) -> str:
     """``"IID, 3/10"``: partition and malicious/clients (and the seed)."""
     s = result["settings"]
-    part = "IID" if s["partition"] == "iid" else f"Dir(α={s['alpha']:g})"
+    part = partition_label(s["partition"], s["alpha"])
     label = f"{part}, {s['num_malicious']}/{s['num_clients']}"
     if _boosted(result):
         label += f", boost {boost_of(s):g}"

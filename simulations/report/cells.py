@@ -21,6 +21,15 @@ def rounds(value: int | None, cap: int | None = None) -> str:
     return str(value)
 
 
+def partition_label(partition: str, alpha: float | None) -> str:
+    """How every report names a partition: ``IID`` or ``Dir(0.5)``."""
+    if partition == "iid":
+        return "IID"
+    if alpha is None:
+        raise ValueError(f"partition {partition!r} needs its alpha to be labelled")
+    return f"Dir({float(alpha):g})"
+
+
 def row(*cells: Any) -> str:
     """One Markdown table row."""
     return "| " + " | ".join(str(c) for c in cells) + " |"

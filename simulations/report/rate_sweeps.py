@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from fedup_flwr.rates import DEFAULT_PRUNING_RATE
 from simulations.methods import parse_method
 from simulations.report.assess import RunRecovery, assess
-from simulations.report.cells import header, hold_mark, mean_sd, rounds, row
+from simulations.report.cells import (
+    header,
+    hold_mark,
+    mean_sd,
+    partition_label,
+    rounds,
+    row,
+)
 from simulations.report.pruning import baseline_source, is_adaptive
 from simulations.report.recovery import MAL_MARGIN, Reach, reach
 from simulations.report.runs import Runs
@@ -186,11 +193,7 @@ def describe(setting: SweepSetting) -> str:
         if b_values else "no B"
     )  # fmt: skip
     held = setting.held
-    split = (
-        first.partition
-        if first.alpha is None
-        else f"{first.partition}({first.alpha:g})"
-    )
+    split = partition_label(first.partition, first.alpha)
     return (
         f"`{setting.name}`: {first.dataset} {first.model}, {first.attack}, "
         f"{split} {first.num_clients} ({first.num_malicious}); seeds "

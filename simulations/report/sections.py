@@ -12,6 +12,7 @@ from simulations.report.cells import (
     header,
     hold_mark,
     mean_sd,
+    partition_label,
     pct,
     reach_cell,
     rounds,
@@ -197,10 +198,8 @@ ATTACK_ORDER = ("backdoor", "label_flip", "none")  # the summary's rows: backdoo
 def _split(settings: dict[str, Any]) -> tuple[float, str]:
     """Sort key and label of a run's partition: IID, then Dir(alpha) by
     decreasing alpha."""
-    if settings["partition"] == "iid":
-        return (0.0, "IID")
-    alpha = float(settings["alpha"])
-    return (1.0 / alpha, f"Dir({alpha:g})")
+    label = partition_label(settings["partition"], settings["alpha"])
+    return (0.0 if label == "IID" else 1.0 / float(settings["alpha"]), label)
 
 
 def detector_summary(folder: Path | None = None) -> list[str]:

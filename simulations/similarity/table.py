@@ -20,6 +20,7 @@ from typing import Any
 
 from fedup_flwr import adaptive_pruning_rate
 from fedup_flwr.similarity import SIM_RANGES, available_similarities
+from simulations.report.cells import partition_label
 
 ROOT = Path(__file__).resolve().parents[2]
 RAW = ROOT / "results" / "similarity"
@@ -61,8 +62,7 @@ def _measures() -> list[str]:
 
 
 def _partition(result: dict[str, Any]) -> str:
-    alpha = _alpha(result)
-    return "IID" if alpha == math.inf else f"Dir({alpha:g})"
+    return partition_label(result["partition"], result.get("alpha"))
 
 
 def similarity_table(directory: Path = RAW) -> str:
