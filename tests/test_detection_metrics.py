@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.detection.metrics import RoundMetrics, run_metrics, summarize
+from simulations.detection.metrics import (
+    RoundMetrics,
+    persistent,
+    run_metrics,
+    summarize,
+)
 
 MAL, BEN = frozenset({1, 2}), frozenset({3, 4, 5})
 
@@ -104,3 +109,26 @@ def test_per_round_means_are_kept() -> None:
     assert s["recall"] == pytest.approx(0.5)
     assert s["fp_rate"] == pytest.approx((0 + 1 / 3) / 2)
     assert s["rounds_measured"] == 2 and s["flag_rounds"] == 2
+
+
+def test_persistence_keeps_a_flag_only_with_enough_recent_votes() -> None:
+    a, ab, none = frozenset({1}), frozenset({1, 2}), frozenset()
+    flags = [a, ab, none, a, ab]
+    # 2 of the last 3 rounds: 1 from round 2 on; 2 (rounds 2 and 5) never twice
+    # within 3 rounds.
+    kept = persistent(flags, window=3, votes=2)
+    assert [sorted(f) for f in kept] == [[], [1], [1], [1], [1]]
+    assert [sorted(f) for f in persistent(flags, window=3, votes=3)] == [
+        [], [], [], [], []
+    ]  # fmt: skip
+
+
+def test_persistence_one_of_one_keeps_every_flag() -> None:
+    flags = [frozenset({1}), frozenset(), frozenset({2, 3})]
+    assert persistent(flags, window=1, votes=1) == flags
+
+
+@pytest.mark.parametrize(("window", "votes"), [(0, 1), (3, 0), (2, 3)])
+def test_persistence_rejects_an_impossible_rule(window: int, votes: int) -> None:
+    with pytest.raises(ValueError, match="votes <= window"):
+        persistent([frozenset({1})], window=window, votes=votes)

@@ -11,7 +11,12 @@ import pytest
 
 from simulations.detection.harness import DetectionLog, DetectorCall
 from simulations.detection.outputs import RESULTS_DIR, load_results, write_outputs
-from simulations.detection.tables import build_boosting, build_report, build_tables
+from simulations.detection.tables import (
+    build_boosting,
+    build_persistence,
+    build_report,
+    build_tables,
+)
 
 NODE_OF = {0: 100, 1: 101, 2: 102, 3: 103}  # partitions 0, 1 attack
 RUN_KEYS = ("run_precision", "run_recall", "run_f1", "run_fp_rate", "run_tp",
@@ -100,6 +105,37 @@ def test_boosting_table_counts_rounds_with_exactly_the_attackers(
 def test_boosting_table_says_when_there_is_no_boosting_run(tmp_path: Path) -> None:
     write_run(tmp_path / "plain", [call(1, {100, 101})] * 3)
     assert "No boosting run yet" in build_boosting(load_results(tmp_path))
+
+
+def test_persistence_rescored_from_each_runs_csv(tmp_path: Path) -> None:
+    # Attacker 100 flagged in rounds 1-3, benign 102 once in round 2.
+    write_run(tmp_path / "run-s42", [call(1, {100}), call(2, {100, 102}),
+                                     call(3, {100})])  # fmt: skip
+    text = build_persistence(load_results(tmp_path), tmp_path)
+    # Every flag: {100, 102} -> F1 2/(2+1+1) = 0.50; 2 of 3 and 3 of 3 keep
+    # 100 alone -> 2/(2+0+1) = 0.67; 3 of 5 likewise.
+    assert "| backdoor, IID, 3 rounds | 1 | 0.50 / 0.67 / 0.67 / 0.67 |" in text
+    assert "every flag / 2 of 3 / 3 of 3 / 3 of 5" in text
+
+
+def test_persistence_without_an_attack_is_the_share_of_rounds_flagged(
+    tmp_path: Path,
+) -> None:
+    result = write_run(tmp_path / "run-s42", [call(1, {102}), call(2, {103}),
+                                              call(3, {102})])  # fmt: skip
+    result["settings"]["attack"] = "none"
+    (tmp_path / "run-s42" / "detection.json").write_text(json.dumps(result))
+    text = build_persistence(load_results(tmp_path), tmp_path)
+    # Every flag: 3 of 3 rounds; 2 of 3: only round 3 (102 twice); 3 of 3: none.
+    assert "| none, IID, 3 rounds | 1 | 1.00 / 0.33 / 0.00 / 0.00 |" in text
+
+
+def test_persistence_skips_runs_without_a_csv(tmp_path: Path) -> None:
+    write_run(tmp_path / "run-s42", [call(1, {100})] * 3)
+    (tmp_path / "run-s42" / "detection.csv").unlink()
+    assert "No run with a `detection.csv`" in build_persistence(
+        load_results(tmp_path), tmp_path
+    )
 
 
 def test_committed_results_render() -> None:

@@ -33,11 +33,12 @@ computed for every run, and is a false-alarm rate only without an attack).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RoundMetrics", "RunMetrics", "run_metrics", "summarize"]
+__all__ = ["RoundMetrics", "RunMetrics", "persistent", "run_metrics", "summarize"]
 
 
 class _Confusion:
@@ -172,6 +173,55 @@ def run_metrics(rounds: Iterable[RoundMetrics], from_round: int = 1) -> RunMetri
     malicious: frozenset[int] = frozenset().union(*(m.malicious for m in measured))
     benign: frozenset[int] = frozenset().union(*(m.benign for m in measured))
     return RunMetrics(flagged, malicious, benign - malicious, len(measured))
+
+
+def persistent(
+    flags: Sequence[frozenset[int]], *, window: int, votes: int
+) -> list[frozenset[int]]:
+    """The flags a k-of-n persistence rule keeps, round by round.
+
+    A client stays flagged in a round only if it was flagged in at least
+    ``votes`` of the last ``window`` rounds, that round included. This is the
+    rule an operator reaches for to quieten a noisy detector ("act only on a
+    client flagged again and again"); the detection report measures it on the
+    recorded flags, which it can do exactly because such a rule only filters
+    a detector's answers and never changes what the detector sees.
+
+    Parameters
+    ----------
+    flags : Sequence[frozenset[int]]
+        One detector's flag sets, one per consecutive round.
+    window : int
+        Rounds looked at, ``>= 1``.
+    votes : int
+        Flags needed among them, ``1 <= votes <= window``.
+
+    Returns
+    -------
+    list[frozenset[int]]
+        The kept flag sets, one per round.
+
+    Raises
+    ------
+    ValueError
+        If ``window`` or ``votes`` is out of range.
+
+    Examples
+    --------
+    >>> a, b = frozenset({1}), frozenset({1, 2})
+    >>> [sorted(f) for f in persistent([a, b, b], window=2, votes=2)]
+    [[], [1], [1, 2]]
+    """
+    if window < 1 or not 1 <= votes <= window:
+        raise ValueError(
+            f"need 1 <= votes <= window, got votes={votes}, window={window}"
+        )
+    kept: list[frozenset[int]] = []
+    for i in range(len(flags)):
+        recent = flags[max(0, i - window + 1) : i + 1]
+        counts = Counter(node for f in recent for node in f)
+        kept.append(frozenset(n for n, c in counts.items() if c >= votes))
+    return kept
 
 
 def _mean(values: Iterable[float]) -> float | None:

@@ -13,11 +13,12 @@ import csv
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 from simulations.detection.harness import DetectionLog, DetectorCall
-from simulations.detection.metrics import RoundMetrics, summarize
+from simulations.detection.metrics import RoundMetrics, persistent, summarize
 
 __all__ = [
     "CSV_FIELDS",
@@ -213,7 +214,11 @@ def _split(cell: str) -> frozenset[int]:
 
 
 def rescore_from_csv(
-    result: Mapping[str, Any], csv_path: Path
+    result: Mapping[str, Any],
+    csv_path: Path,
+    *,
+    window: int = 1,
+    votes: int = 1,
 ) -> dict[str, dict[str, Any]]:
     """Recompute every detector's summary from a run's ``detection.csv``.
 
@@ -229,6 +234,10 @@ def rescore_from_csv(
         ``from_round``).
     csv_path : Path
         Its ``detection.csv``.
+    window, votes : int (default: 1, 1)
+        Score the flags a :func:`~simulations.detection.metrics.persistent`
+        rule keeps (flagged in ``votes`` of the last ``window`` rounds)
+        instead of the detector's own; the default keeps every flag.
 
     Returns
     -------
@@ -258,6 +267,13 @@ def rescore_from_csv(
                     everyone - mal,
                 )
             )
+    if (window, votes) != (1, 1):
+        for name, rs in rounds.items():
+            rs.sort(key=lambda m: m.server_round)
+            kept = persistent([m.flagged for m in rs], window=window, votes=votes)
+            rounds[name] = [
+                replace(m, flagged=f) for m, f in zip(rs, kept, strict=True)
+            ]
     from_round = int(result.get("from_round", 1))
     return {name: summarize(rs, from_round) for name, rs in rounds.items()}
 

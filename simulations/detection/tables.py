@@ -13,7 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from simulations.detection.outputs import RESULTS_DIR, ROOT, load_results
+from simulations.detection.outputs import (
+    ATTACK_ORDER,
+    RESULTS_DIR,
+    ROOT,
+    load_results,
+    rescore_from_csv,
+)
 from simulations.report.cells import partition_label
 
 __all__ = [
@@ -22,6 +28,7 @@ __all__ = [
     "TABLE_START",
     "build_boosting",
     "build_failures",
+    "build_persistence",
     "build_report",
     "build_tables",
     "cell",
@@ -264,6 +271,71 @@ def build_boosting(results: Sequence[Result]) -> str:
     return "\n".join(_table(header, body)) + "\n"
 
 
+PERSISTENCE_RULES = ((1, 1), (3, 2), (3, 3), (5, 3))
+"""(window, votes) of the persistence table: every flag, 2 of 3, 3 of 3, 3 of 5."""
+
+
+def build_persistence(results: Sequence[Result], results_dir: Path) -> str:
+    """Would "act only on clients flagged again and again" help? Measured.
+
+    Every run's recorded flags are filtered by the k-of-n rules of
+    :data:`PERSISTENCE_RULES` (:func:`~simulations.detection.metrics.persistent`)
+    and rescored. One row per attack, boost, partition and number of rounds
+    (both datasets together); a cell gives, per rule, the mean run-level F1,
+    or without an attack the mean share of rounds in which anyone stays
+    flagged. Runs whose ``detection.csv`` cannot be rescored are left out.
+    """
+    Scores = dict[tuple[int, int], dict[str, Any]]  # rule -> summary
+    groups: dict[tuple[Any, ...], list[dict[str, Scores]]] = {}
+    labels: dict[tuple[Any, ...], str] = {}
+    for r in results:
+        csv_path = results_dir / r["name"] / "detection.csv"
+        if not csv_path.exists():
+            continue
+        try:
+            scored = {
+                (w, v): rescore_from_csv(r, csv_path, window=w, votes=v)
+                for w, v in PERSISTENCE_RULES
+            }
+        except ValueError:
+            continue
+        s = r["settings"]
+        split = partition_label(s["partition"], s["alpha"])
+        order = ATTACK_ORDER.get(s["attack"], len(ATTACK_ORDER))
+        alpha = -(s["alpha"] or 0.0)
+        split_key = (s["partition"] != "iid", alpha)
+        key = (order, s["attack"], boost_of(s), *split_key, int(s["rounds"]))
+        boost = f", boost {boost_of(s):g}" if _boosted(r) else ""
+        attack = ATTACK_LABEL.get(s["attack"], s["attack"])
+        labels[key] = f"{attack}{boost}, {split}, {s['rounds']} rounds"
+        groups.setdefault(key, []).append(
+            {
+                det: {rule: scored[rule][det] for rule in PERSISTENCE_RULES}
+                for det in scored[PERSISTENCE_RULES[0]]
+            }
+        )
+    if not groups:
+        return "_No run with a `detection.csv` to rescore._\n"
+    names = sorted({d for runs in groups.values() for run in runs for d in run})
+    rules = " / ".join(
+        "every flag" if w == 1 else f"{v} of {w}" for w, v in PERSISTENCE_RULES
+    )
+    header = ["setting", "runs", *[f"`{n}`: {rules}" for n in names]]
+    body = []
+    for key in sorted(groups):
+        runs = groups[key]
+        metric = "flagged_round_rate" if key[1] == "none" else "run_f1"
+        cells = [
+            " / ".join(
+                _mean_cell([run[n][rule].get(metric) for run in runs if n in run])
+                for rule in PERSISTENCE_RULES
+            )
+            for n in names
+        ]
+        body.append([labels[key], str(len(runs)), *cells])
+    return "\n".join(_table(header, body)) + "\n"
+
+
 def build_failures(results: Sequence[Result]) -> str:
     """A measured list, per detector, of the settings where it did badly.
 
@@ -304,7 +376,9 @@ def build_failures(results: Sequence[Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_report(results: Sequence[Result], plan_status: str = "") -> str:
+def build_report(
+    results: Sequence[Result], plan_status: str = "", results_dir: Path | None = None
+) -> str:
     """The generated part of docs/detectors.md (status, tables, failures).
 
     Parameters
@@ -313,8 +387,21 @@ def build_report(results: Sequence[Result], plan_status: str = "") -> str:
         The runs (:func:`~simulations.detection.outputs.load_results`).
     plan_status : str (default: "")
         A paragraph on the measurement plan's progress, put first if given.
+    results_dir : Path | None (default: None)
+        The runs' folder; given, the report adds the persistence table
+        (:func:`build_persistence`), which reads each run's ``detection.csv``.
     """
     status = f"{plan_status}\n\n" if plan_status else ""
+    persistence = "" if results_dir is None else (
+        "\n## Flagged again and again: does a k-of-n rule help?\n\n"
+        "Each run's recorded flags, kept only for a client flagged in at least "
+        "k of the last n rounds (that round included), then rescored as above. "
+        "Such a rule only filters a detector's answers, so this is what the "
+        "detector wrapped in it would have flagged in the same runs. A cell: "
+        "run-level F1 (no attack: share of rounds with anyone flagged), mean "
+        "over the runs of both datasets, for each rule in turn.\n\n"
+        + build_persistence(results, results_dir)
+    )  # fmt: skip
     return (
         "## Measured detection quality\n\n"
         + status
@@ -337,6 +424,7 @@ def build_report(results: Sequence[Result], plan_status: str = "") -> str:
         "them, no benign client), of the rounds measured; then its mean "
         "false-positive rate per round.\n\n"
         + build_boosting(results)
+        + persistence
         + "\n## Where each detector failed (generated from the runs above)\n\n"
         + build_failures(results)
     )
@@ -362,7 +450,7 @@ def write_report(
     str
         The generated Markdown.
     """
-    generated = build_report(load_results(results_dir), plan_status)
+    generated = build_report(load_results(results_dir), plan_status, results_dir)
     text = doc_path.read_text() if doc_path.exists() else DOC_SKELETON
     if TABLE_START not in text or TABLE_END not in text:
         text = text.rstrip("\n") + "\n\n" + TABLE_START + "\n" + TABLE_END + "\n"
