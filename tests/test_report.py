@@ -451,3 +451,13 @@ def test_partition_label_is_one_format_for_every_report() -> None:
     assert partition_label("dirichlet", 1.0) == "Dir(1)"
     with pytest.raises(ValueError, match="needs its alpha"):
         partition_label("dirichlet", None)
+
+
+def test_partition_order_puts_iid_first_then_decreasing_alpha() -> None:
+    from simulations.report.cells import partition_order
+
+    keys = [partition_order("dirichlet", 0.5), partition_order("iid", None),
+            partition_order("dirichlet", 1.0)]  # fmt: skip
+    assert sorted(keys) == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="needs its alpha"):
+        partition_order("dirichlet", None)

@@ -23,7 +23,10 @@ from simulations.detection.metrics import RoundMetrics, persistent, summarize
 __all__ = [
     "CSV_FIELDS",
     "RESULTS_DIR",
+    "csv_rounds",
     "load_results",
+    "rescore",
+    "rescore_from_csv",
     "score_calls",
     "write_outputs",
 ]
@@ -213,14 +216,10 @@ def _split(cell: str) -> frozenset[int]:
     return frozenset(int(p) for p in cell.split())
 
 
-def rescore_from_csv(
-    result: Mapping[str, Any],
-    csv_path: Path,
-    *,
-    window: int = 1,
-    votes: int = 1,
-) -> dict[str, dict[str, Any]]:
-    """Recompute every detector's summary from a run's ``detection.csv``.
+def csv_rounds(
+    result: Mapping[str, Any], csv_path: Path
+) -> dict[str, list[RoundMetrics]]:
+    """Every detector's rounds, read back from a run's ``detection.csv``.
 
     The CSV stores partitions, not the set of nodes that replied, so this
     needs every partition to have replied in every round (as in the runs of
@@ -230,19 +229,14 @@ def rescore_from_csv(
     Parameters
     ----------
     result : Mapping[str, Any]
-        The run's ``detection.json`` (for ``node_of_partition`` and
-        ``from_round``).
+        The run's ``detection.json`` (for ``node_of_partition``).
     csv_path : Path
         Its ``detection.csv``.
-    window, votes : int (default: 1, 1)
-        Score the flags a :func:`~simulations.detection.metrics.persistent`
-        rule keeps (flagged in ``votes`` of the last ``window`` rounds)
-        instead of the detector's own; the default keeps every flag.
 
     Returns
     -------
-    dict[str, dict[str, Any]]
-        ``{detector: summary}`` as :func:`summarize` returns it.
+    dict[str, list[RoundMetrics]]
+        ``{detector: rounds}``, in round order.
 
     Raises
     ------
@@ -267,15 +261,54 @@ def rescore_from_csv(
                     everyone - mal,
                 )
             )
-    if (window, votes) != (1, 1):
-        for name, rs in rounds.items():
-            rs.sort(key=lambda m: m.server_round)
-            kept = persistent([m.flagged for m in rs], window=window, votes=votes)
-            rounds[name] = [
-                replace(m, flagged=f) for m, f in zip(rs, kept, strict=True)
-            ]
+    for rs in rounds.values():
+        rs.sort(key=lambda m: m.server_round)
+    return rounds
+
+
+def rescore(
+    rounds: Mapping[str, Sequence[RoundMetrics]],
+    from_round: int = 1,
+    *,
+    window: int = 1,
+    votes: int = 1,
+) -> dict[str, dict[str, Any]]:
+    """Summarize every detector's rounds, optionally under a persistence rule.
+
+    Parameters
+    ----------
+    rounds : Mapping[str, Sequence[RoundMetrics]]
+        ``{detector: rounds}`` in round order (:func:`csv_rounds`).
+    from_round : int (default: 1)
+        The first round measured (see :func:`summarize`).
+    window, votes : int (default: 1, 1)
+        Score the flags a :func:`~simulations.detection.metrics.persistent`
+        rule keeps (flagged in ``votes`` of the last ``window`` rounds)
+        instead of the detector's own; the default keeps every flag.
+
+    Returns
+    -------
+    dict[str, dict[str, Any]]
+        ``{detector: summary}`` as :func:`summarize` returns it.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, rs in rounds.items():
+        kept = persistent([m.flagged for m in rs], window=window, votes=votes)
+        filtered = [replace(m, flagged=f) for m, f in zip(rs, kept, strict=True)]
+        out[name] = summarize(filtered, from_round)
+    return out
+
+
+def rescore_from_csv(
+    result: Mapping[str, Any], csv_path: Path
+) -> dict[str, dict[str, Any]]:
+    """Recompute every detector's summary from a run's ``detection.csv``.
+
+    :func:`csv_rounds` then :func:`rescore`, from the run's ``from_round``;
+    raises :class:`ValueError` as :func:`csv_rounds` does.
+    """
     from_round = int(result.get("from_round", 1))
-    return {name: summarize(rs, from_round) for name, rs in rounds.items()}
+    return rescore(csv_rounds(result, csv_path), from_round)
 
 
 def _with_run_metrics(result: dict[str, Any], folder: Path) -> dict[str, Any]:

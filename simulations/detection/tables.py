@@ -17,10 +17,11 @@ from simulations.detection.outputs import (
     ATTACK_ORDER,
     RESULTS_DIR,
     ROOT,
+    csv_rounds,
     load_results,
-    rescore_from_csv,
+    rescore,
 )
-from simulations.report.cells import partition_label
+from simulations.report.cells import partition_label, partition_order
 
 __all__ = [
     "DOC_PATH",
@@ -78,13 +79,16 @@ def _boosted(result: Result) -> bool:
     return boost_of(result["settings"]) != 1.0
 
 
+def _boost_suffix(result: Result) -> str:
+    """``", boost 2.5"`` for a boosting run, ``""`` otherwise."""
+    return f", boost {boost_of(result['settings']):g}" if _boosted(result) else ""
+
+
 def setting_label(result: Result, *, seed: bool = False) -> str:
     """``"IID, 3/10"``: partition and malicious/clients (and the seed)."""
     s = result["settings"]
     part = partition_label(s["partition"], s["alpha"])
-    label = f"{part}, {s['num_malicious']}/{s['num_clients']}"
-    if _boosted(result):
-        label += f", boost {boost_of(s):g}"
+    label = f"{part}, {s['num_malicious']}/{s['num_clients']}{_boost_suffix(result)}"
     return f"{label}, seed {s['seed']}" if seed else label
 
 
@@ -293,25 +297,27 @@ def build_persistence(results: Sequence[Result], results_dir: Path) -> str:
         if not csv_path.exists():
             continue
         try:
-            scored = {
-                (w, v): rescore_from_csv(r, csv_path, window=w, votes=v)
-                for w, v in PERSISTENCE_RULES
-            }
+            rounds = csv_rounds(r, csv_path)
         except ValueError:
             continue
+        from_round = int(r.get("from_round", 1))
+        scored = {
+            (w, v): rescore(rounds, from_round, window=w, votes=v)
+            for w, v in PERSISTENCE_RULES
+        }
         s = r["settings"]
-        split = partition_label(s["partition"], s["alpha"])
         order = ATTACK_ORDER.get(s["attack"], len(ATTACK_ORDER))
-        alpha = -(s["alpha"] or 0.0)
-        split_key = (s["partition"] != "iid", alpha)
-        key = (order, s["attack"], boost_of(s), *split_key, int(s["rounds"]))
-        boost = f", boost {boost_of(s):g}" if _boosted(r) else ""
+        split = partition_order(s["partition"], s["alpha"])
+        key = (order, s["attack"], boost_of(s), split, int(s["rounds"]))
         attack = ATTACK_LABEL.get(s["attack"], s["attack"])
-        labels[key] = f"{attack}{boost}, {split}, {s['rounds']} rounds"
+        labels[key] = (
+            f"{attack}{_boost_suffix(r)}, "
+            f"{partition_label(s['partition'], s['alpha'])}, {s['rounds']} rounds"
+        )
         groups.setdefault(key, []).append(
             {
                 det: {rule: scored[rule][det] for rule in PERSISTENCE_RULES}
-                for det in scored[PERSISTENCE_RULES[0]]
+                for det in rounds
             }
         )
     if not groups:

@@ -30,6 +30,15 @@ def partition_label(partition: str, alpha: float | None) -> str:
     return f"Dir({float(alpha):g})"
 
 
+def partition_order(partition: str, alpha: float | None) -> float:
+    """Sort key of a partition: IID first, then Dirichlet by decreasing alpha."""
+    if partition == "iid":
+        return 0.0
+    if alpha is None:
+        raise ValueError(f"partition {partition!r} needs its alpha to be ordered")
+    return 1.0 / float(alpha)
+
+
 def row(*cells: Any) -> str:
     """One Markdown table row."""
     return "| " + " | ".join(str(c) for c in cells) + " |"

@@ -13,6 +13,7 @@ from simulations.report.cells import (
     hold_mark,
     mean_sd,
     partition_label,
+    partition_order,
     pct,
     reach_cell,
     rounds,
@@ -198,8 +199,8 @@ ATTACK_ORDER = ("backdoor", "label_flip", "none")  # the summary's rows: backdoo
 def _split(settings: dict[str, Any]) -> tuple[float, str]:
     """Sort key and label of a run's partition: IID, then Dir(alpha) by
     decreasing alpha."""
-    label = partition_label(settings["partition"], settings["alpha"])
-    return (0.0 if label == "IID" else 1.0 / float(settings["alpha"]), label)
+    part, alpha = settings["partition"], settings["alpha"]
+    return (partition_order(part, alpha), partition_label(part, alpha))
 
 
 def detector_summary(folder: Path | None = None) -> list[str]:
