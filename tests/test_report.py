@@ -461,3 +461,11 @@ def test_partition_order_puts_iid_first_then_decreasing_alpha() -> None:
     assert sorted(keys) == [0.0, 1.0, 2.0]
     with pytest.raises(ValueError, match="needs its alpha"):
         partition_order("dirichlet", None)
+
+
+def test_attack_order_puts_backdoor_first_and_unknown_attacks_last() -> None:
+    from simulations.report.cells import attack_order
+
+    attacks = ["none", "other", "label_flip", "backdoor"]
+    expected = ["backdoor", "label_flip", "none", "other"]
+    assert sorted(attacks, key=attack_order) == expected

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from simulations.detection.harness import DetectionLog, DetectorCall
 from simulations.detection.metrics import RoundMetrics, persistent, summarize
+from simulations.report.cells import attack_order
 
 __all__ = [
     "CSV_FIELDS",
@@ -55,8 +56,6 @@ CSV_FIELDS = [
     "attack_success",
     "scores",
 ]
-
-ATTACK_ORDER = {"label_flip": 0, "backdoor": 1, "none": 2}
 
 
 def score_calls(
@@ -354,7 +353,7 @@ def load_results(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
         alpha = s.get("alpha")
         return (
             s["dataset"] != "fashion_mnist",
-            ATTACK_ORDER.get(s["attack"], len(ATTACK_ORDER)),
+            attack_order(s["attack"]),
             s["attack"],
             s.get("rounds", 0),
             s["partition"] != "iid",

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from simulations.detection.outputs import (
-    ATTACK_ORDER,
     RESULTS_DIR,
     ROOT,
     csv_rounds,
     load_results,
     rescore,
 )
-from simulations.report.cells import partition_label, partition_order
+from simulations.report.cells import attack_order, partition_label, partition_order
 
 __all__ = [
     "DOC_PATH",
@@ -306,7 +305,7 @@ def build_persistence(results: Sequence[Result], results_dir: Path) -> str:
             for w, v in PERSISTENCE_RULES
         }
         s = r["settings"]
-        order = ATTACK_ORDER.get(s["attack"], len(ATTACK_ORDER))
+        order = attack_order(s["attack"])
         split = partition_order(s["partition"], s["alpha"])
         key = (order, s["attack"], boost_of(s), split, int(s["rounds"]))
         attack = ATTACK_LABEL.get(s["attack"], s["attack"])

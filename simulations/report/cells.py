@@ -39,6 +39,15 @@ def partition_order(partition: str, alpha: float | None) -> float:
     return 1.0 / float(alpha)
 
 
+ATTACK_ORDER = ("backdoor", "label_flip", "none")  # FedUP's headline use first
+
+
+def attack_order(attack: str) -> int:
+    """Sort key of an attack in every report's rows: :data:`ATTACK_ORDER`,
+    then any other attack."""
+    return ATTACK_ORDER.index(attack) if attack in ATTACK_ORDER else len(ATTACK_ORDER)
+
+
 def row(*cells: Any) -> str:
     """One Markdown table row."""
     return "| " + " | ".join(str(c) for c in cells) + " |"

@@ -9,6 +9,7 @@ from typing import Any
 
 from simulations.report.assess import assess
 from simulations.report.cells import (
+    attack_order,
     header,
     hold_mark,
     mean_sd,
@@ -193,9 +194,6 @@ def end_to_end(runs: Runs) -> list[str]:
     return lines
 
 
-ATTACK_ORDER = ("backdoor", "label_flip", "none")  # the summary's rows: backdoor first
-
-
 def _split(settings: dict[str, Any]) -> tuple[float, str]:
     """Sort key and label of a run's partition: IID, then Dir(alpha) by
     decreasing alpha."""
@@ -219,7 +217,7 @@ def detector_summary(folder: Path | None = None) -> list[str]:
         # Boosting runs are their own groups: the same attack, scaled updates.
         key = (s["attack"], boost_of(s), _split(s), int(s["rounds"]))
         groups.setdefault(key, {}).setdefault(s["dataset"], []).append(r)
-    order = sorted(groups, key=lambda k: (ATTACK_ORDER.index(k[0]), *k[1:]))
+    order = sorted(groups, key=lambda k: (attack_order(k[0]), *k[1:]))
 
     def cell(runs: list[Any], det: str, metric: str) -> str:
         vals = [r["detectors"][det].get(metric) for r in runs if det in r["detectors"]]
