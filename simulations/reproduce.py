@@ -50,7 +50,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -422,7 +422,8 @@ def prefix_of(name: str) -> str:
 def run_seconds(folder: Path) -> float | None:
     """CPU time a finished run took: ``wall_seconds`` of its ``results.json``,
     or the sum of its ``rounds.csv`` round times when larger (a resumed run's
-    ``wall_seconds`` counts its last start only). None: no results."""
+    ``wall_seconds`` counts its last start only). None: no results, or no
+    time recorded in them."""
     path = folder / "results.json"
     if not path.exists():
         return None
@@ -433,7 +434,7 @@ def run_seconds(folder: Path) -> float | None:
 
         with rounds.open(newline="") as fh:
             wall = max(wall, sum(float(r["seconds"] or 0) for r in csv.DictReader(fh)))
-    return wall
+    return wall or None
 
 
 def estimates(results: Path) -> dict[str, tuple[float, int]]:
@@ -449,6 +450,26 @@ def estimates(results: Path) -> dict[str, tuple[float, int]]:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def cost(name: str, known: Mapping[str, tuple[float, int]]) -> tuple[float | None, str]:
+    """A run's CPU time estimate from :func:`estimates` and how it reads:
+    ``(seconds, "~20 min: median of 2 t4 runs")``; ``(None, "no estimate:
+    no committed t4full run")`` when no run of its prefix is committed."""
+    prefix = prefix_of(name)
+    guess = known.get(prefix)
+    if guess is None:
+        return None, f"no estimate: no committed {prefix} run"
+    return guess[0], f"~{_minutes(guess[0])}: median of {guess[1]} {prefix} runs"
+
+
+def total_cost(seconds: Iterable[float | None]) -> str:
+    """The sum of :func:`cost` estimates, and how many runs had none:
+    ``"~3.5 h of CPU time (2 runs without an estimate)"``."""
+    seconds = list(seconds)
+    unknown = sum(1 for s in seconds if s is None)
+    text = f"~{_minutes(sum(s for s in seconds if s is not None))} of CPU time"
+    return text + (f" ({unknown} runs without an estimate)" if unknown else "")
 
 
 # ---------------------------------------------------------------- running
@@ -515,26 +536,21 @@ def listing(runs: Sequence[Run], results: Path, staging: Path = STAGING) -> list
     known = estimates(results)
     lines = []
     counts = {"todo": 0, "done": 0, "stale": 0}
-    left, unknown = 0.0, 0
+    left: list[float | None] = []
     for r in runs:
         state = status(r, results, staging)
         counts[state.state] += 1
-        guess = known.get(prefix_of(r.name))
-        cost = ""
-        if guess is not None:
-            cost = f" [~{_minutes(guess[0])}: median of {guess[1]} "
-            cost += f"{prefix_of(r.name)} runs]"
+        seconds, text = cost(r.name, known)
         if state.state != "done":
-            left += 0.0 if guess is None else guess[0]
-            unknown += guess is None
-        lines.append(f"{state.state:5}  {r.name}{cost}: {' '.join(r.overrides)}")
+            left.append(seconds)
+        estimate = "" if seconds is None else f" [{text}]"
+        lines.append(f"{state.state:5}  {r.name}{estimate}: {' '.join(r.overrides)}")
         if state.why:
             lines.append(f"       {state.why}")
     lines.append(
         f"{len(runs)} runs: {counts['done']} done, {counts['todo']} todo, "
-        f"{counts['stale']} stale; to run: ~{_minutes(left)} of CPU time from "
-        f"committed runs of the same prefix"
-        + (f" ({unknown} runs without an estimate)" if unknown else "")
+        f"{counts['stale']} stale; to run, estimated from committed runs of "
+        f"the same prefix: {total_cost(left)}"
     )
     return lines
 

@@ -429,9 +429,18 @@ def test_runs_not_made_lists_todo_and_stale_runs_with_what_differs(
     lines = not_run(LoadedRuns({}, tmp_path))
     assert "1 have no results yet and 1 have results from another config" in lines[0]
     assert lines[2:] == [
-        "- `t9-iid-10-3` (stale): `stale: rounds.max_recovery: 6 → 10`",
-        "- `t9-dirichlet-10-3` (todo): `rounds.max_recovery=10`",
+        "- `t9-iid-10-3` (stale, no estimate: no committed t9 run): "
+        "`stale: rounds.max_recovery: 6 → 10`",
+        "- `t9-dirichlet-10-3` (todo, no estimate: no committed t9 run): "
+        "`rounds.max_recovery=10`",
     ]
+    assert "(2 runs without an estimate)" in lines[0]
+    # A committed run of the prefix gives the others its time.
+    (stale / "results.json").write_text('{"wall_seconds": 1200}')
+    lines = not_run(LoadedRuns({}, tmp_path))
+    assert "~40 min of CPU time" in lines[0]
+    todo = "- `t9-dirichlet-10-3` (todo, ~20 min: median of 1 t9 runs)"
+    assert lines[3].startswith(todo)
     (stale / "config.yaml").write_text("rounds:\n  max_recovery: 10\n")
     (tmp_path / "t9-dirichlet-10-3").mkdir()
     (tmp_path / "t9-dirichlet-10-3" / "results.json").write_text("{}")

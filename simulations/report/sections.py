@@ -317,26 +317,32 @@ def attack_strength(runs: Runs) -> list[str]:
 
 def not_run(runs: Runs) -> list[str]:
     """The runs of the reproduction plan not done: no results yet (todo), or
-    results whose recorded config differs from the plan's (stale, and how)."""
-    from simulations.reproduce import plan, status
+    results whose recorded config differs from the plan's (stale, and how),
+    each with its CPU time estimate from the committed runs of its prefix."""
+    from simulations.reproduce import cost, estimates, plan, status, total_cost
 
     folder = getattr(runs, "folder", None)
     if folder is None:
         missing = [(r, "todo", "") for r in plan() if r.name not in runs]
+        known: dict[str, tuple[float, int]] = {}
     else:
         states = [(r, status(r, Path(folder))) for r in plan()]
         missing = [(r, st.state, st.why) for r, st in states if st.state != "done"]
+        known = estimates(Path(folder))
     if not missing:
         return ["Every run of `python -m simulations.reproduce --list` is done."]
     stale = sum(1 for _, state, _ in missing if state == "stale")
+    costs = [cost(r.name, known) for r, _, _ in missing]
     lines = [
         f"{len(missing)} runs of the plan (`python -m simulations.reproduce "
         f"--list`) are not done: {len(missing) - stale} have no results yet and "
         f"{stale} have results from another config (stale: what differs is "
-        "said); `python -m simulations.reproduce` runs them:",
+        f"said); `python -m simulations.reproduce` runs them, "
+        f"{total_cost(s for s, _ in costs)} (each estimate: the median run "
+        "time of the committed runs of its prefix):",
         "",
     ]
-    for r, state, why in missing:
+    for (r, state, why), (_, text) in zip(missing, costs, strict=True):
         detail = f"stale: {why}" if state == "stale" else " ".join(r.overrides)
-        lines.append(f"- `{r.name}` ({state}): `{detail}`")
+        lines.append(f"- `{r.name}` ({state}, {text}): `{detail}`")
     return lines
