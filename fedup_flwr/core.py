@@ -51,6 +51,7 @@ __all__ = [
     "adaptive_pruning_rate",
     "apply_mask",
     "is_prunable",
+    "last_kernel_index",
     "last_layer_similarity",
     "model_nbytes",
     "prunable_flags",
@@ -195,6 +196,36 @@ def is_prunable(array: Any) -> bool:
         True when ``np.ndim(array) >= 2``.
     """
     return bool(np.ndim(array) >= 2)
+
+
+def last_kernel_index(arrays: Sequence[Any]) -> int | None:
+    """Return the index of the last prunable array (the last kernel).
+
+    For a classifier ending in a ``Linear`` layer this is its kernel, of shape
+    ``(num_classes, features)`` (PyTorch convention: one row per output).
+    "Kernel" is :func:`is_prunable` (``ndim >= 2``).
+
+    Parameters
+    ----------
+    arrays : Sequence[array_like]
+        The model's arrays, in order.
+
+    Returns
+    -------
+    int or None
+        The index, or ``None`` when no array is a kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> arrays = [np.zeros((3, 2)), np.zeros(3), np.zeros((10, 3)), np.zeros(10)]
+    >>> last_kernel_index(arrays)
+    2
+    """
+    for index in range(len(arrays) - 1, -1, -1):
+        if is_prunable(arrays[index]):
+            return index
+    return None
 
 
 def prunable_flags(model: Model) -> list[bool]:

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedup_flwr.averaging import check_same_layout
-from fedup_flwr.core import is_prunable
+from fedup_flwr.core import is_prunable, last_kernel_index
 
 Model = Sequence[NDArray[Any]]
 Similarity = Callable[[Sequence[Model], "Model | None"], float]
@@ -87,13 +87,13 @@ def _require_global(
 
 
 def _last_kernel_index(model: Model) -> int:
-    for i in range(len(model) - 1, -1, -1):
-        if is_prunable(model[i]):
-            return i
-    raise ValueError(
-        "the model has no array with ndim >= 2, so it has no last layer kernel; "
-        "use the 'model_updates' similarity"
-    )
+    index = last_kernel_index(model)
+    if index is None:
+        raise ValueError(
+            "the model has no array with ndim >= 2, so it has no last layer "
+            "kernel; use the 'model_updates' similarity"
+        )
+    return index
 
 
 def _finite_rows(rows: NDArray[np.float64], what: str) -> NDArray[np.float64]:

@@ -180,13 +180,6 @@ def test_base_state_is_empty_by_default() -> None:
     det.load_state_dict({})  # accepted
 
 
-def test_last_kernel_index() -> None:
-    assert base_mod.last_kernel_index(global_model()) == 0
-    arrays = [np.zeros((3, 2)), np.zeros(3), np.zeros((10, 3, 2)), np.zeros(10)]
-    assert base_mod.last_kernel_index(arrays) == 2
-    assert base_mod.last_kernel_index([np.zeros(3)]) is None
-
-
 # ------------------------------------------------------- rules for every detector
 @pytest.mark.parametrize("cls", ALL_DETECTORS)
 def test_fewer_than_three_replies_flags_nothing(cls: type[BaseDetector]) -> None:

@@ -174,6 +174,21 @@ class BaseDetector(ABC):
         """Scores reported when a round has too few replies (0.0 each)."""
         return dict.fromkeys(node_ids, 0.0)
 
+    def _last_kernel(self, server_round: int, updates: RoundUpdates) -> int | None:
+        """The index of the model's last kernel (:func:`last_kernel_index`),
+        for detectors that read the last layer; None, with a warning that
+        nothing is flagged, when the model has no kernel."""
+        index = last_kernel_index(updates.global_arrays)
+        if index is None:
+            log(
+                logging.WARNING,
+                "%s: round %s: the model has no array with 2 or more "
+                "dimensions; nothing flagged",
+                self.name,
+                server_round,
+            )
+        return index
+
     # ------------------------------------------------------------- helpers
     def _cap(
         self,

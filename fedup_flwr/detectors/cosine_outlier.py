@@ -10,18 +10,15 @@ over rounds per node.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from flwr.common.logger import log
 from sklearn.metrics.pairwise import cosine_similarity
 
 from fedup_flwr.detectors.base import (
     BaseDetector,
     RoundUpdates,
-    last_kernel_index,
     mad_threshold,
 )
 from fedup_flwr.detectors.registry import register_detector
@@ -188,15 +185,8 @@ class CosineOutlierDetector(BaseDetector):
         self, server_round: int, updates: RoundUpdates
     ) -> tuple[dict[int, float], set[int]]:
         node_ids = updates.node_ids
-        index = last_kernel_index(updates.global_arrays)
+        index = self._last_kernel(server_round, updates)
         if index is None:
-            log(
-                logging.WARNING,
-                "%s: round %s: the model has no array with 2 or more "
-                "dimensions; nothing flagged",
-                self.name,
-                server_round,
-            )
             return self._fallback_scores(node_ids), set()
         matrix = updates.stack(index)  # only the last layer is read
         median = np.median(matrix, axis=0)

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import normalize
 
-from fedup_flwr.detectors.base import BaseDetector, RoundUpdates, last_kernel_index
+from fedup_flwr.detectors.base import BaseDetector, RoundUpdates
 from fedup_flwr.detectors.registry import register_detector
 
 __all__ = ["LastLayerClusterDetector"]
@@ -162,15 +162,8 @@ class LastLayerClusterDetector(BaseDetector):
         self, server_round: int, updates: RoundUpdates
     ) -> tuple[dict[int, float], set[int]]:
         node_ids = updates.node_ids
-        index = last_kernel_index(updates.global_arrays)
+        index = self._last_kernel(server_round, updates)
         if index is None:
-            log(
-                logging.WARNING,
-                "%s: round %s: the model has no array with 2 or more "
-                "dimensions; nothing flagged",
-                self.name,
-                server_round,
-            )
             self.classes = ()
             return dict.fromkeys(node_ids, 0.0), set()
         outputs = updates.global_arrays[index].shape[0]

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
-from fedup_flwr.core import is_prunable
+from fedup_flwr.core import last_kernel_index
 from fedup_flwr.detector import Arrays
 
 __all__ = ["RoundUpdates", "last_kernel_index"]
@@ -38,36 +38,6 @@ MIN_CHUNK_COLUMNS = 4096
 MAX_CHUNK_COLUMNS = 65536
 """Most columns of a Gram chunk: OpenBLAS multiplies ``(n, k) @ (k, n)`` some
 ten times slower per element when ``k`` is in the hundreds of thousands."""
-
-
-def last_kernel_index(arrays: Arrays) -> int | None:
-    """Return the index of the last prunable array (the last kernel).
-
-    For a classifier ending in a ``Linear`` layer this is its kernel, of shape
-    ``(num_classes, features)`` (PyTorch convention: one row per output).
-    "Kernel" is :func:`fedup_flwr.core.is_prunable` (``ndim >= 2``).
-
-    Parameters
-    ----------
-    arrays : Sequence[numpy.ndarray]
-        The model's arrays, in order.
-
-    Returns
-    -------
-    int or None
-        The index, or ``None`` when no array is a kernel.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> arrays = [np.zeros((3, 2)), np.zeros(3), np.zeros((10, 3)), np.zeros(10)]
-    >>> last_kernel_index(arrays)
-    2
-    """
-    for index in range(len(arrays) - 1, -1, -1):
-        if is_prunable(arrays[index]):
-            return index
-    return None
 
 
 class RoundUpdates:
