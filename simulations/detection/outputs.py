@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from simulations.detection.harness import DetectionLog, DetectorCall
 from simulations.detection.metrics import RoundMetrics, persistent, summarize
-from simulations.report.cells import attack_order
+from simulations.report.cells import attack_order, partition_order
 
 __all__ = [
     "CSV_FIELDS",
@@ -350,15 +350,12 @@ def load_results(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
 
     def key(r: dict[str, Any]) -> tuple[Any, ...]:
         s = r["settings"]
-        alpha = s.get("alpha")
         return (
             s["dataset"] != "fashion_mnist",
             attack_order(s["attack"]),
             s["attack"],
             s.get("rounds", 0),
-            s["partition"] != "iid",
-            s["partition"],
-            -(alpha or 0.0),
+            partition_order(s["partition"], s.get("alpha")),
             s["num_clients"],
             s["num_malicious"],
             s["seed"],
