@@ -478,3 +478,42 @@ def test_attack_order_puts_backdoor_first_and_unknown_attacks_last() -> None:
     attacks = ["none", "other", "label_flip", "backdoor"]
     expected = ["backdoor", "label_flip", "none", "other"]
     assert sorted(attacks, key=attack_order) == expected
+
+
+def test_sweep_points_leave_out_the_runs_own_fixed_p_that_a_variant_repeats() -> None:
+    fixed = {f"fedup-{p}": _method(pruning_rate=p) for p in (0.01, 0.1)}
+
+    def names(own: MethodResult) -> list[str]:
+        run = _run(methods={"fedup": own, **fixed})
+        return [name for _, name, _ in figures.sweep_points(run)]
+
+    assert names(_method(pruning_rate=0.01, adaptive=False)) == [
+        "fedup-0.01", "fedup-0.1"]  # fmt: skip
+    # Kept when adaptive (even at a variant's P) or at a P no variant has.
+    assert names(_method(pruning_rate=0.1, adaptive=True)) == [
+        "fedup-0.01", "fedup", "fedup-0.1"]  # fmt: skip
+    assert names(_method(pruning_rate=0.02, adaptive=False)) == [
+        "fedup-0.01", "fedup", "fedup-0.1"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("adaptive", "label"), [(True, "adaptive FedUP"), (False, "FedUP (the run's P)")]
+)
+def test_the_sweep_table_names_the_runs_own_rate_for_what_it_is(
+    adaptive: bool, label: str
+) -> None:
+    from simulations.report.sections import SWEEP_RUN
+    from simulations.report.sections import sweep as sweep_section
+
+    methods = {
+        "fedup": _method(pruning_rate=0.02, adaptive=adaptive),
+        "fedup-0.05": _method(pruning_rate=0.05),
+        "natural": _method(pruning_rate=0.0),
+    }
+    text = "\n".join(
+        sweep_section({SWEEP_RUN: _run(name=SWEEP_RUN, methods=methods)}, False)
+    )
+    rows = [
+        line.split(" | ")[1] for line in text.splitlines() if line.startswith("| 0.0")
+    ]
+    assert rows == ["natural", label, "fedup-0.05"]

@@ -13,6 +13,7 @@ from simulations.methods import parse_method
 from simulations.plotting import integer_ticks, legend_outside, save, subplots
 from simulations.report.assess import assess
 from simulations.report.cells import ATTACK_NOT_HELD
+from simulations.report.pruning import is_adaptive
 from simulations.report.runs import Runs, cap
 from simulations.schema import MethodResult, RunResult
 
@@ -56,12 +57,23 @@ def fig_ablation(runs: Runs, names: list[str], path: Path) -> None:
 
 def sweep_points(res: RunResult) -> list[tuple[float, str, MethodResult]]:
     """``(P, method name, result)`` of every FedUP variant (adaptive and
-    ``fedup-<P>``) that unlearned, by P."""
-    return sorted(
+    ``fedup-<P>``) that unlearned, by P.
+
+    The run's own ``fedup`` is left out when its P is fixed and a
+    ``fedup-<P>`` variant of the run has the same P: it is the same pruning
+    (the shipped default is a fixed P = 1%, which the sweeps also run).
+    """
+    points = sorted(
         (m.pruning_rate, name, m)
         for name, m in res.methods.items()
         if parse_method(name).kind == "fedup" and m.pruning_rate is not None
     )
+    fixed = {p for p, name, _ in points if name != "fedup"}
+    return [
+        (p, name, m)
+        for p, name, m in points
+        if name != "fedup" or is_adaptive(m) or p not in fixed
+    ]
 
 
 def _mean(values: list[float]) -> float:
@@ -98,8 +110,9 @@ def fig_sweep(runs: Runs, names: list[str], path: Path) -> None:
     ax2.plot(xs, r_rec, "rs-", label="R_rec, first hit (not reached: rounds run + 1)")
     ax2.set_ylabel("R_rec (rounds)")
     integer_ticks(ax2.yaxis)
-    adaptive = [runs[n].methods["fedup"].pruning_rate for n in names]
-    if adaptive and all(p is not None for p in adaptive):
+    own = [runs[n].methods["fedup"] for n in names]
+    adaptive = [m.pruning_rate for m in own if is_adaptive(m)]
+    if adaptive and len(adaptive) == len(own):
         rate = _mean([p for p in adaptive if p is not None])
         ax1.axvline(rate, color="k", linestyle=":",
                     label=f"adaptive P = {rate:.3f}")  # fmt: skip

@@ -27,6 +27,7 @@ from simulations.report.figures import (
     fig_sweep,
     sweep_points,
 )
+from simulations.report.pruning import is_adaptive
 from simulations.report.runs import (
     FIGURES_DIR,
     RESULTS_DIR,
@@ -135,7 +136,10 @@ def sweep(runs: Runs, figures: bool) -> list[str]:
     for method, items in sorted(by_method.items(), key=rate):
         ms = [r for _, r in items]
         rates = [r.pruning_rate or 0.0 for r in ms]
-        label = "adaptive FedUP" if method == "fedup" else method
+        label = method
+        if method == "fedup":  # kept by sweep_points: adaptive, or a P no variant has
+            adaptive = all(is_adaptive(r) for r in ms)
+            label = "adaptive FedUP" if adaptive else "FedUP (the run's P)"
         r_rec = []
         for name, _ in items:
             m = assess(runs, name).methods[method]
