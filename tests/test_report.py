@@ -13,7 +13,7 @@ import pytest
 
 from fedup_flwr import pruning_rate
 from simulations import report
-from simulations.report import figures, sweep
+from simulations.report import figures, sections, sweep
 from simulations.schema import MethodResult, RunResult
 
 
@@ -502,17 +502,12 @@ def test_sweep_points_leave_out_the_runs_own_fixed_p_that_a_variant_repeats() ->
 def test_the_sweep_table_names_the_runs_own_rate_for_what_it_is(
     adaptive: bool, label: str
 ) -> None:
-    from simulations.report.sections import SWEEP_RUN
-    from simulations.report.sections import sweep as sweep_section
-
     methods = {
         "fedup": _method(pruning_rate=0.02, adaptive=adaptive),
         "fedup-0.05": _method(pruning_rate=0.05),
         "natural": _method(pruning_rate=0.0),
     }
-    text = "\n".join(
-        sweep_section({SWEEP_RUN: _run(name=SWEEP_RUN, methods=methods)}, False)
-    )
+    text = "\n".join(sections.sweep({sections.SWEEP_RUN: _run(methods=methods)}, False))
     rows = [
         line.split(" | ")[1] for line in text.splitlines() if line.startswith("| 0.0")
     ]

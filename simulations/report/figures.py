@@ -111,9 +111,11 @@ def fig_sweep(runs: Runs, names: list[str], path: Path) -> None:
     ax2.set_ylabel("R_rec (rounds)")
     integer_ticks(ax2.yaxis)
     own = [runs[n].methods["fedup"] for n in names]
-    adaptive = [m.pruning_rate for m in own if is_adaptive(m)]
+    adaptive = [
+        m.pruning_rate for m in own if is_adaptive(m) and m.pruning_rate is not None
+    ]
     if adaptive and len(adaptive) == len(own):
-        rate = _mean([p for p in adaptive if p is not None])
+        rate = _mean(adaptive)
         ax1.axvline(rate, color="k", linestyle=":",
                     label=f"adaptive P = {rate:.3f}")  # fmt: skip
     marks = {title_mark(runs, n) for n in names} - {""}
