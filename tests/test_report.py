@@ -507,7 +507,8 @@ def test_the_sweep_table_names_the_runs_own_rate_for_what_it_is(
         "fedup-0.05": _method(pruning_rate=0.05),
         "natural": _method(pruning_rate=0.0),
     }
-    text = "\n".join(sections.sweep({sections.SWEEP_RUN: _run(methods=methods)}, False))
+    run = _run(name=sections.SWEEP_RUN, methods=methods)
+    text = "\n".join(sections.sweep({sections.SWEEP_RUN: run}, False))
     rows = [
         line.split(" | ")[1] for line in text.splitlines() if line.startswith("| 0.0")
     ]
