@@ -21,6 +21,7 @@ from flwr.serverapp.strategy import FedAvg
 from numpy.typing import NDArray
 
 from fedup_flwr.detector import Detector
+from fedup_flwr.detectors.updates import RoundUpdates
 from fedup_flwr.validation import (
     DEFAULT_MAX_ABS,
     DEFAULT_MAX_EXAMPLES,
@@ -29,7 +30,13 @@ from fedup_flwr.validation import (
     validate_train_replies,
 )
 
-__all__ = ["DetectingFedAvg", "DetectionLog", "DetectorCall"]
+__all__ = [
+    "DetectingFedAvg",
+    "DetectionLog",
+    "DetectorCall",
+    "RoundGram",
+    "round_gram",
+]
 
 
 @dataclass
@@ -63,6 +70,53 @@ class DetectorCall:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class RoundGram:
+    """The inner products of one round's updates (what a detector could compare).
+
+    Attributes
+    ----------
+    nodes : tuple[int, ...]
+        The nodes whose replies were valid, sorted; row ``i`` is ``nodes[i]``.
+    model : list[list[float]]
+        ``<u_i, u_j>`` over every floating array (the whole update).
+    last_layer : list[list[float]]
+        The same over the last array with ``ndim >= 2`` (the output layer's
+        kernel).
+    """
+
+    nodes: tuple[int, ...]
+    model: list[list[float]]
+    last_layer: list[list[float]]
+
+
+def round_gram(
+    replies: Mapping[int, list[NDArray[Any]]], global_arrays: list[NDArray[Any]]
+) -> RoundGram:
+    """Inner products of the updates, whole model and last layer.
+
+    Parameters
+    ----------
+    replies : Mapping[int, list[NDArray]]
+        ``{node_id: arrays}`` of the valid replies.
+    global_arrays : list[NDArray]
+        The global arrays sent this round.
+
+    Returns
+    -------
+    RoundGram
+        Float64 Gram matrices of ``local - global`` (float32 updates).
+    """
+    updates = RoundUpdates(replies, global_arrays)
+    kernels = [i for i in updates.floating if global_arrays[i].ndim >= 2]
+    last = kernels[-1:] or updates.floating[-1:]
+    return RoundGram(
+        tuple(updates.node_ids),
+        updates.gram().tolist(),
+        updates.gram(last).tolist(),
+    )
+
+
 @dataclass
 class DetectionLog:
     """Everything the strategy saw, for the harness to score afterwards.
@@ -73,10 +127,14 @@ class DetectionLog:
         Every detector call, in order.
     evaluations : dict[int, dict[str, float]]
         The global model's metrics after each round (0: before training).
+    grams : dict[int, RoundGram]
+        Each round's inner products of the updates, when the strategy records
+        them (``record_gram=True``).
     """
 
     calls: list[DetectorCall] = field(default_factory=list)
     evaluations: dict[int, dict[str, float]] = field(default_factory=dict)
+    grams: dict[int, RoundGram] = field(default_factory=dict)
 
 
 def call_detector(
@@ -149,9 +207,19 @@ class DetectingFedAvg(FedAvg):
         The detectors by name; each keeps its state over the rounds.
     record : DetectionLog
         Where each detector's decision is appended.
+    record_gram : bool (default: False)
+        Also store each round's inner products of the updates
+        (:func:`round_gram`) in ``record.grams``, for the separability
+        measurement (:mod:`simulations.detection.separability`).
     """
 
-    def __init__(self, detectors: Mapping[str, Detector], record: DetectionLog) -> None:
+    def __init__(
+        self,
+        detectors: Mapping[str, Detector],
+        record: DetectionLog,
+        *,
+        record_gram: bool = False,
+    ) -> None:
         super().__init__(
             fraction_train=1.0,
             fraction_evaluate=0.0,
@@ -160,6 +228,7 @@ class DetectingFedAvg(FedAvg):
         )
         self.detectors = dict(detectors)
         self.record = record
+        self.record_gram = record_gram
         self._global_arrays: list[NDArray[Any]] = []
         self._global_keys: list[str] = []
         self._sent_to: set[int] = set()
@@ -197,6 +266,8 @@ class DetectingFedAvg(FedAvg):
             )
         valid = checked.valid
         by_node = {r.node_id: r.arrays for r in valid}
+        if self.record_gram and by_node:
+            self.record.grams[server_round] = round_gram(by_node, self._global_arrays)
         for name, detector in self.detectors.items():
             call = call_detector(
                 name, detector, server_round, by_node, self._global_arrays

@@ -16,6 +16,7 @@ from logging import WARNING
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
@@ -26,12 +27,14 @@ from fedup_flwr.detector import Detector
 from fedup_flwr.detectors import available_detectors, get_detector
 from simulations.detection.harness import DetectingFedAvg, DetectionLog
 from simulations.detection.outputs import write_outputs
+from simulations.detection.separability import write_grams
 from simulations.scenario import Scenario
 
 __all__ = [
     "RESUME_KEYS",
     "build_detectors",
     "detector_names",
+    "label_counts",
     "make_detection_server_app",
     "make_evaluator",
     "run_detection",
@@ -188,6 +191,30 @@ def _header(cfg: DictConfig, scenario: Scenario, command: str) -> dict[str, Any]
     return {"name": str(cfg.name), "settings": settings, "command": command}
 
 
+def label_counts(scenario: Scenario) -> dict[int, list[int]]:
+    """Each partition's training labels per class, as its client loads them.
+
+    Ground truth for the separability measurement
+    (:mod:`simulations.detection.separability`); no detector sees it.
+    """
+    from simulations.data import load_partition
+    from simulations.dataset_specs import get_spec
+
+    cfg = scenario.cfg
+    classes = get_spec(str(cfg.dataset.name)).num_classes
+    out = {}
+    for partition in range(scenario.num_clients):
+        data = load_partition(
+            str(cfg.dataset.name),
+            partition,
+            scenario.num_clients,
+            **scenario.partition_kwargs(),
+        )
+        counts = np.bincount(data.y.numpy(), minlength=classes)
+        out[partition] = [int(c) for c in counts]
+    return out
+
+
 def make_detection_server_app(
     cfg: DictConfig,
     out_dir: Path,
@@ -224,7 +251,8 @@ def make_detection_server_app(
         node_of = identify_nodes(grid, scenario.num_clients)
         record = DetectionLog()
         detectors = build_detectors(cfg)
-        strategy = DetectingFedAvg(detectors, record)
+        record_gram = bool(cfg.get("record_gram", False))
+        strategy = DetectingFedAvg(detectors, record, record_gram=record_gram)
         evaluate_fn = None
         if bool(cfg.detection.evaluate):
             evaluator = make_evaluator(scenario)
@@ -257,6 +285,14 @@ def make_detection_server_app(
             from_round=int(cfg.detection.from_round),
             header=header,
         )
+        if record_gram:
+            write_grams(
+                out_dir,
+                record.grams,
+                node_of,
+                label_counts(scenario),
+                sorted(scenario.malicious_partitions) if attacked else [],
+            )
         if on_done is not None:
             on_done(result)
 
