@@ -172,3 +172,18 @@ def test_bad_detector_config_fails_early() -> None:
         build_detectors(cfg(["krum_score"], {"cosine_outlier": {"k": 2.0}}))
     with pytest.raises(ValueError, match="rejected"):
         build_detectors(cfg(["krum_score"], {"krum_score": {"no_such_arg": 1}}))
+
+
+def test_gram_recorded_only_when_asked() -> None:
+    replies = [make_reply(1, arrays(3.0, 5)), make_reply(2, arrays(-1.0, 6))]
+    quiet, loud = DetectionLog(), DetectionLog()
+    for record, asked in ((quiet, False), (loud, True)):
+        strategy = DetectingFedAvg({"a": Flags(set())}, record, record_gram=asked)
+        start_round(strategy, [1, 2])
+        strategy.aggregate_train(1, replies)
+    assert quiet.grams == {}
+    gram = loud.grams[1]
+    assert gram.nodes == (1, 2)
+    # Updates are the float arrays only: 4 entries of 3.0 and of -1.0.
+    np.testing.assert_allclose(gram.model, [[36, -12], [-12, 4]])
+    np.testing.assert_allclose(gram.last_layer, gram.model)

@@ -1,9 +1,10 @@
-"""The command line: one run (Hydra), ``measure [minutes]``, ``plan``, ``report``.
+"""The command line: a run (Hydra), ``measure``, ``plan``, ``report``, ``separability``.
 
 python -m simulations.detection <overrides>     # one run, conf/detection.yaml
 python -m simulations.detection measure 60      # the plan, within 60 minutes
 python -m simulations.detection plan            # the plan's progress and time
 python -m simulations.detection report          # tables -> docs/detectors.md
+python -m simulations.detection separability    # results/separability -> same page
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 from simulations.detection.outputs import load_results
 from simulations.detection.plan import measure, plan_status
 from simulations.detection.runner import run_detection
+from simulations.detection.separability import write_separability
 from simulations.detection.tables import write_report
 from simulations.scenario import CONF_DIR
 
@@ -25,7 +27,7 @@ __all__ = ["cli"]
 
 USAGE = (
     "usage: python -m simulations.detection "
-    "[measure [MINUTES] | plan | report | HYDRA_OVERRIDES...]"
+    "[measure [MINUTES] | plan | report | separability | HYDRA_OVERRIDES...]"
 )
 
 
@@ -45,7 +47,7 @@ def _hydra_main() -> None:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """Dispatch ``measure [minutes]``, ``plan``, ``report``, or a Hydra run.
+    """Dispatch ``measure [minutes]``, ``plan``, ``report``, ``separability``, or a run.
 
     Raises
     ------
@@ -63,6 +65,8 @@ def cli(argv: list[str] | None = None) -> None:
         print(plan_status(load_results()))
     elif args[:1] == ["report"]:
         print(write_report(plan_status=plan_status(load_results())))
+    elif args[:1] == ["separability"]:
+        print(write_separability())
     else:
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         _hydra_main()

@@ -33,6 +33,7 @@ __all__ = [
     "build_tables",
     "cell",
     "setting_label",
+    "write_between",
     "write_report",
 ]
 
@@ -456,11 +457,20 @@ def write_report(
         The generated Markdown.
     """
     generated = build_report(load_results(results_dir), plan_status, results_dir)
-    text = doc_path.read_text() if doc_path.exists() else DOC_SKELETON
-    if TABLE_START not in text or TABLE_END not in text:
-        text = text.rstrip("\n") + "\n\n" + TABLE_START + "\n" + TABLE_END + "\n"
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    doc_path.parent.mkdir(parents=True, exist_ok=True)
-    doc_path.write_text(head + TABLE_START + "\n" + generated + TABLE_END + tail)
+    write_between(doc_path, TABLE_START, TABLE_END, generated)
     return generated
+
+
+def write_between(doc_path: Path, start: str, end: str, generated: str) -> None:
+    """Replace what lies between the lines ``start`` and ``end`` of a page.
+
+    Text outside the markers is kept; a missing file (started from the page's
+    skeleton), or one without the markers, gets them appended.
+    """
+    text = doc_path.read_text() if doc_path.exists() else DOC_SKELETON
+    if start not in text or end not in text:
+        text = text.rstrip("\n") + "\n\n" + start + "\n" + end + "\n"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    doc_path.parent.mkdir(parents=True, exist_ok=True)
+    doc_path.write_text(head + start + "\n" + generated + end + tail)
