@@ -11,12 +11,17 @@ import pytest
 
 from simulations.detection.harness import RoundGram, round_gram
 from simulations.detection.separability import (
+    RESULTS_DIR,
+    SEPARABILITY_END,
+    SEPARABILITY_START,
     build_separability,
     cosine_from_gram,
     load_grams,
     round_separability,
     write_grams,
+    write_separability,
 )
+from simulations.detection.tables import DOC_PATH
 
 GLOBAL = [
     np.zeros((2, 2), dtype=np.float32),
@@ -170,3 +175,23 @@ def test_cli_writes_the_separability_block(monkeypatch: pytest.MonkeyPatch) -> N
     )
     cli_module.cli(["separability"])
     assert calls == [True]
+
+
+def test_write_keeps_the_page_around_the_markers(tmp_path: Path) -> None:
+    root = tmp_path / "separability"
+    fake_run(root, "a", "iid", None)
+    doc = tmp_path / "detectors.md"
+    doc.write_text(f"intro\n{SEPARABILITY_START}\nold\n{SEPARABILITY_END}\noutro\n")
+    generated = write_separability(root, doc)
+    text = doc.read_text()
+    assert (
+        text == f"intro\n{SEPARABILITY_START}\n{generated}{SEPARABILITY_END}\noutro\n"
+    )
+
+
+def test_committed_page_matches_committed_runs() -> None:
+    # docs/detectors.md shows exactly what the committed runs give.
+    text = DOC_PATH.read_text()
+    block = text.split(SEPARABILITY_START + "\n", 1)[1].split(SEPARABILITY_END)[0]
+    assert block == build_separability(RESULTS_DIR)
+    assert "No run recorded" not in block
