@@ -195,3 +195,29 @@ def test_committed_page_matches_committed_runs() -> None:
     block = text.split(SEPARABILITY_START + "\n", 1)[1].split(SEPARABILITY_END)[0]
     assert block == build_separability(RESULTS_DIR)
     assert "No run recorded" not in block
+
+
+def test_resume_refuses_to_skip_a_run_without_its_grams(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from simulations.detection.runner import run_detection
+    from simulations.scenario import CONF_DIR
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "detection",
+            overrides=[
+                "num_clients=4",
+                "num_malicious=1",
+                "detection.detectors=[krum_score]",
+            ],
+        )
+    (tmp_path / "detection.json").write_text(json.dumps({"name": "old"}))
+    # Without record_gram the finished run is skipped, as before.
+    assert run_detection(cfg, tmp_path, "cmd") == {"name": "old"}
+    cfg.record_gram = True
+    with pytest.raises(RuntimeError, match="record_gram=true needs the run itself"):
+        run_detection(cfg, tmp_path, "cmd")

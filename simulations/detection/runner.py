@@ -27,7 +27,7 @@ from fedup_flwr.detector import Detector
 from fedup_flwr.detectors import available_detectors, get_detector
 from simulations.detection.harness import DetectingFedAvg, DetectionLog
 from simulations.detection.outputs import write_outputs
-from simulations.detection.separability import write_grams
+from simulations.detection.separability import GRAM_FILE, write_grams
 from simulations.scenario import Scenario
 
 __all__ = [
@@ -345,8 +345,9 @@ def run_detection(cfg: DictConfig, out_dir: Path, command: str) -> dict[str, Any
     Raises
     ------
     RuntimeError
-        If ``resume`` finds results of a different config, or the simulation
-        ends without results.
+        If ``resume`` finds results of a different config, or without the
+        Gram matrices ``record_gram=true`` asks for, or the simulation ends
+        without results.
     """
     from flwr.simulation import run_simulation
 
@@ -369,6 +370,11 @@ def run_detection(cfg: DictConfig, out_dir: Path, command: str) -> dict[str, Any
             raise RuntimeError(
                 f"{done} exists for a different config; use resume=false or "
                 "another hydra.run.dir"
+            )
+        if bool(cfg.get("record_gram", False)) and not (out_dir / GRAM_FILE).exists():
+            raise RuntimeError(
+                f"{done} exists without {GRAM_FILE}: record_gram=true needs the "
+                "run itself; use resume=false or another hydra.run.dir"
             )
         print(f"{done} exists; skipping (resume=true)")
         results: dict[str, Any] = json.loads(done.read_text())
