@@ -14,9 +14,11 @@ from simulations.detection.separability import (
     RESULTS_DIR,
     SEPARABILITY_END,
     SEPARABILITY_START,
+    accumulated_auc,
     build_separability,
     cosine_from_gram,
     load_grams,
+    outlier_auc,
     round_separability,
     write_grams,
     write_separability,
@@ -221,3 +223,14 @@ def test_resume_refuses_to_skip_a_run_without_its_grams(tmp_path: Path) -> None:
     cfg.record_gram = True
     with pytest.raises(RuntimeError, match="record_gram=true needs the run itself"):
         run_detection(cfg, tmp_path, "cmd")
+
+
+def test_accumulated_auc_averages_each_node_over_its_rounds() -> None:
+    # Attacker 0 is below both benign nodes only on average over the rounds.
+    rounds = [
+        {"malicious": [0], "scores": {0: 0.5, 1: 0.4, 2: 0.9}},
+        {"malicious": [0], "scores": {0: 0.1, 1: 0.6, 2: math.nan}},
+    ]
+    assert accumulated_auc(rounds, "scores") == 1.0
+    assert outlier_auc(np.array([0.5, 0.4, 0.9]), [True, False, False]) == 0.5
+    assert math.isnan(accumulated_auc([], "scores"))

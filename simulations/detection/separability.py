@@ -1,10 +1,11 @@
 """Can the server tell the attackers apart at all? Update similarity vs label skew.
 
-A detector on updates can only flag the attackers if their updates resemble
-each other more than benign updates do. Under non-IID data the benign clients'
-updates differ by their label mix as well, so this module measures, per round,
-how much of the pairwise cosine similarity of the updates the clients' label
-mixes explain, and how far the attackers' pairs stand above that:
+A detector on updates can only flag the attackers if their updates differ
+from the honest ones: as a group more alike than honest pairs are, or as
+outliers. Under non-IID data the honest clients' updates differ by their label
+mix as well, so this module measures, per round, how much of the pairwise
+cosine similarity of the updates the clients' label mixes explain, and how far
+the attackers stand out beyond that:
 
 - ``cos_mm``, ``cos_mb``, ``cos_bb``: mean cosine similarity of the updates
   over attacker-attacker, attacker-benign and benign-benign pairs;
