@@ -119,7 +119,9 @@ def test_write_refuses_an_unknown_node(tmp_path: Path) -> None:
         write_grams(tmp_path, grams, {0: 1}, {0: [1]}, [])
 
 
-def fake_run(root: Path, name: str, partition: str, alpha: float | None) -> None:
+def fake_run(
+    root: Path, name: str, partition: str, alpha: float | None, poisoned: float = 0.1
+) -> None:
     run = root / name
     run.mkdir(parents=True)
     settings = {
@@ -137,6 +139,9 @@ def fake_run(root: Path, name: str, partition: str, alpha: float | None) -> None
         "command": f"python -m simulations.detection {name}",
     }
     (run / "detection.json").write_text(json.dumps(result))
+    (run / "config.yaml").write_text(
+        f"attack:\n  name: backdoor\n  fraction: {poisoned}\n"
+    )
     units = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     gram = (units @ units.T).tolist()
     counts = {0: [5, 0], 1: [4, 1], 2: [0, 5], 3: [1, 4]}
@@ -151,12 +156,15 @@ def test_table_groups_runs_by_setting_and_says_how_to_reproduce(
     fake_run(root, "b", "dirichlet", 1.0)
     fake_run(root, "a", "iid", None)
     fake_run(root, "c", "iid", None)
+    fake_run(root, "d", "iid", None, poisoned=0.5)
     text = build_separability(root)
     rows = [line for line in text.splitlines() if line.startswith("| CIFAR-10")]
-    # Two tables (whole update, last layer), IID before Dir(1), seeds pooled.
-    assert len(rows) == 4
-    assert rows[0].startswith("| CIFAR-10 | backdoor | IID, 2/4 | 2 |")
-    assert rows[1].startswith("| CIFAR-10 | backdoor | Dir(1), 2/4 | 1 |")
+    # Two tables (whole update, last layer), IID before Dir(1), seeds pooled,
+    # a stronger attack in its own row after them.
+    assert len(rows) == 6
+    assert rows[2].startswith("| CIFAR-10 | backdoor, 50% poisoned | IID, 2/4 | 1 |")
+    assert rows[0].startswith("| CIFAR-10 | backdoor, 10% poisoned | IID, 2/4 | 2 |")
+    assert rows[1].startswith("| CIFAR-10 | backdoor, 10% poisoned | Dir(1), 2/4 | 1 |")
     # The attackers' pair is the most alike, in every round of every run.
     assert "| 1.00 (0.17) |" in rows[0]
     assert (

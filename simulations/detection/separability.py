@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from omegaconf import OmegaConf
 
 from simulations.detection.harness import RoundGram
 from simulations.detection.outputs import ROOT
@@ -63,6 +64,7 @@ __all__ = [
     "SEPARABILITY_START",
     "RoundSeparability",
     "accumulated_auc",
+    "attack_label",
     "build_separability",
     "cosine_from_gram",
     "load_grams",
@@ -398,6 +400,19 @@ def accumulated_auc(rounds: Sequence[Mapping[str, Any]], name: str) -> float:
 
 ATTACK_LABEL = {"backdoor": "backdoor", "label_flip": "label flipping"}
 
+
+def attack_label(attack: str, poisoned: float) -> str:
+    """``"backdoor, 10% poisoned"`` (the share of each attacker's samples).
+
+    Examples
+    --------
+    >>> attack_label("backdoor", 0.5), attack_label("label_flip", float("nan"))
+    ('backdoor, 50% poisoned', 'label flipping')
+    """
+    label = ATTACK_LABEL.get(attack, attack)
+    return label if math.isnan(poisoned) else f"{label}, {poisoned:.0%} poisoned"
+
+
 COLUMNS = (
     "cos_mm",
     "cos_mb",
@@ -430,8 +445,8 @@ def build_separability(results_dir: Path = RESULTS_DIR) -> str:
     Parameters
     ----------
     results_dir : Path
-        Folder of run folders, each with ``detection.json`` and
-        :data:`GRAM_FILE`.
+        Folder of run folders, each with ``config.yaml``, ``detection.json``
+        and :data:`GRAM_FILE`.
 
     Returns
     -------
@@ -444,15 +459,18 @@ def build_separability(results_dir: Path = RESULTS_DIR) -> str:
     for run in sorted(results_dir.glob(f"*/{GRAM_FILE}")):
         result = json.loads((run.parent / "detection.json").read_text())
         s = result["settings"]
+        attack = OmegaConf.load(run.parent / "config.yaml").attack
+        poisoned = float(attack.fraction) if s["attack"] == "backdoor" else math.nan
         key: tuple[str, ...] = (
             str(DATASET_LABEL.get(s["dataset"], s["dataset"])),
-            ATTACK_LABEL.get(s["attack"], s["attack"]),
+            attack_label(s["attack"], poisoned),
             setting_label(result),
         )
         alpha = -math.inf if s["alpha"] is None else -float(s["alpha"])
         order[key] = (
             s["attack"] != "backdoor",
             s["dataset"],
+            poisoned,
             alpha,
             -s["num_malicious"],
         )
