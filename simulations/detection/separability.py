@@ -219,8 +219,8 @@ def round_separability(
 
     Examples
     --------
-    Two attackers alike beyond their label mixes, three benign nodes whose
-    similarity follows theirs exactly:
+    Two attackers far more alike than their label mixes, three benign nodes
+    whose similarity is exactly half their label similarity:
 
     >>> import numpy as np
     >>> labels = np.array([[1, .5, .5, .2, .9], [.5, 1, .5, .4, .3],
