@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedup_flwr.detectors.updates import cosine_from_gram
 from simulations.detection.harness import RoundGram, round_gram
 from simulations.detection.separability import (
     RESULTS_DIR,
@@ -16,7 +17,6 @@ from simulations.detection.separability import (
     SEPARABILITY_START,
     accumulated_auc,
     build_separability,
-    cosine_from_gram,
     load_grams,
     outlier_auc,
     round_separability,

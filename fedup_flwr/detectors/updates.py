@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 from fedup_flwr.core import last_kernel_index
 from fedup_flwr.detector import Arrays
 
-__all__ = ["RoundUpdates", "last_kernel_index"]
+__all__ = ["RoundUpdates", "cosine_from_gram", "last_kernel_index"]
 
 MIN_CHUNK_COLUMNS = 4096
 """Fewest columns of a Gram chunk, so that tiny models are not read in slivers."""
@@ -38,6 +38,28 @@ MIN_CHUNK_COLUMNS = 4096
 MAX_CHUNK_COLUMNS = 65536
 """Most columns of a Gram chunk: OpenBLAS multiplies ``(n, k) @ (k, n)`` some
 ten times slower per element when ``k`` is in the hundreds of thousands."""
+
+
+def cosine_from_gram(gram: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+    """Cosine similarities from inner products ``G[i, j] = <u_i, u_j>``.
+
+    A zero vector has similarity 0 to every vector, itself included. Values
+    are clipped to ``[-1, 1]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cosine_from_gram(np.array([[4.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0, 0, 0]]))
+    array([[1., 1., 0.],
+           [1., 1., 0.],
+           [0., 0., 0.]])
+    """
+    gram = np.asarray(gram, dtype=np.float64)
+    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+    outer = np.outer(norms, norms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosines = np.where(outer > 0.0, gram / outer, 0.0)
+    return np.asarray(np.clip(cosines, -1.0, 1.0), dtype=np.float64)
 
 
 class RoundUpdates:
@@ -175,12 +197,7 @@ class RoundUpdates:
         A zero update has similarity 0 to every update, itself included.
         Values are clipped to ``[-1, 1]``.
         """
-        gram = self.gram(indices)
-        norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
-        outer = np.outer(norms, norms)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cosines = np.where(outer > 0.0, gram / outer, 0.0)
-        return np.asarray(np.clip(cosines, -1.0, 1.0), dtype=np.float64)
+        return cosine_from_gram(self.gram(indices))
 
     def squared_distances(
         self, indices: Sequence[int] | None = None

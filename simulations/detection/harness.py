@@ -21,7 +21,7 @@ from flwr.serverapp.strategy import FedAvg
 from numpy.typing import NDArray
 
 from fedup_flwr.detector import Detector
-from fedup_flwr.detectors.updates import RoundUpdates
+from fedup_flwr.detectors.updates import RoundUpdates, last_kernel_index
 from fedup_flwr.validation import (
     DEFAULT_MAX_ABS,
     DEFAULT_MAX_EXAMPLES,
@@ -108,8 +108,8 @@ def round_gram(
         Float64 Gram matrices of ``local - global`` (float32 updates).
     """
     updates = RoundUpdates(replies, global_arrays)
-    kernels = [i for i in updates.floating if global_arrays[i].ndim >= 2]
-    last = kernels[-1:] or updates.floating[-1:]
+    kernel = last_kernel_index(global_arrays)
+    last = updates.floating[-1:] if kernel is None else [kernel]
     return RoundGram(
         tuple(updates.node_ids),
         updates.gram().tolist(),

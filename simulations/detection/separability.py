@@ -47,6 +47,7 @@ import numpy as np
 from numpy.typing import NDArray
 from omegaconf import OmegaConf
 
+from fedup_flwr.detectors.updates import cosine_from_gram
 from simulations.detection.harness import RoundGram
 from simulations.detection.outputs import ROOT
 from simulations.detection.tables import (
@@ -66,7 +67,6 @@ __all__ = [
     "accumulated_auc",
     "attack_label",
     "build_separability",
-    "cosine_from_gram",
     "load_grams",
     "node_scores",
     "outlier_auc",
@@ -132,24 +132,6 @@ class RoundSeparability:
     outlier_auc_label: float
     scores: tuple[float, ...]
     scores_label: tuple[float, ...]
-
-
-def cosine_from_gram(gram: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Cosine similarities from inner products (0 for a zero vector).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> cosine_from_gram(np.array([[4.0, 2.0], [2.0, 1.0]]))
-    array([[1., 1.],
-           [1., 1.]])
-    """
-    gram = np.asarray(gram, dtype=np.float64)
-    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
-    outer = np.outer(norms, norms)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.where(outer > 0, gram / np.where(outer > 0, outer, 1.0), 0.0)
-    return np.asarray(np.clip(cos, -1.0, 1.0), dtype=np.float64)
 
 
 def _mean(values: Sequence[float]) -> float:
