@@ -486,7 +486,7 @@ def build_separability(results_dir: Path = RESULTS_DIR) -> str:
                     r["excess_z"]
                     for rounds in runs
                     for r in rounds
-                    if r["excess_z"] == r["excess_z"]
+                    if not math.isnan(r["excess_z"])
                 ),
                 default=math.nan,
             )
